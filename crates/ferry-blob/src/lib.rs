@@ -1,0 +1,84 @@
+//! The blob store: where file bytes live.
+//!
+//! [`BlobStore`] is what the server needs from any store; [`LocalDisk`]
+//! implements it on the data dir and also takes part PUTs itself (with an
+//! S3-compatible store, clients PUT parts to the store directly). The blob
+//! store never sees a request or an org: it is handed typed ids, and every
+//! path it touches is derived from them.
+
+use std::ops::Range;
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use ferry_core::blob_key::BlobKey;
+use ferry_core::ids::{FileUid, UploadId};
+use futures_core::Stream;
+
+pub mod local;
+
+pub use local::{LocalDisk, PartWriter};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("another PUT of this part is still streaming")]
+    PartInProgress,
+    #[error("the upload is being completed")]
+    UploadSealed,
+    #[error("the upload's bytes are gone (completed or aborted)")]
+    UploadGone,
+    #[error("the body is longer than the part's {expected} bytes")]
+    TooLong { expected: u64 },
+    #[error("the body ended after {received} of the part's {expected} bytes")]
+    TooShort { received: u64, expected: u64 },
+    #[error("the store is out of space")]
+    CapacityReached,
+    #[error("no such blob")]
+    NotFound,
+    #[error("blob store I/O failure: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl BlobError {
+    /// Classifies an I/O error, singling out a full disk or quota.
+    pub fn from_io(e: std::io::Error) -> Self {
+        use std::io::ErrorKind;
+        match e.kind() {
+            ErrorKind::StorageFull | ErrorKind::QuotaExceeded => Self::CapacityReached,
+            ErrorKind::NotFound => Self::NotFound,
+            _ => Self::Io(e),
+        }
+    }
+}
+
+pub type Result<T, E = BlobError> = std::result::Result<T, E>;
+
+/// A file's bytes as they stream out of the store.
+pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
+
+#[async_trait]
+pub trait BlobStore: Send + Sync + 'static {
+    /// Whether the store can be reached (for health checks).
+    async fn check(&self) -> Result<()>;
+
+    /// Whether `complete` can verify a whole-file CRC32C for this store.
+    fn verifies_crc32c(&self) -> bool;
+
+    /// Prepares storage for a new upload of `num_bytes`.
+    async fn create_upload(&self, upload_id: &UploadId, num_bytes: u64) -> Result<()>;
+
+    /// Turns an upload's parts into the file `file_uid`. Idempotent: after
+    /// a crash between this and the metadata commit, calling it again is safe.
+    async fn complete_upload(&self, upload_id: &UploadId, file_uid: &FileUid) -> Result<()>;
+
+    /// Frees an upload's storage, including a file it may have become if a
+    /// complete got this far but was never committed.
+    async fn abort_upload(&self, upload_id: &UploadId, file_uid: &FileUid) -> Result<()>;
+
+    /// Deletes what a deletion-queue key names. Deleting what is already
+    /// gone succeeds.
+    async fn delete(&self, key: &BlobKey) -> Result<()>;
+
+    /// Streams bytes `range` of file `file_uid`.
+    async fn read(&self, file_uid: &FileUid, range: Range<u64>) -> Result<ByteStream>;
+}

@@ -1,0 +1,359 @@
+//! The embedded blob store: files under `<data dir>/blobs`.
+//!
+//! An upload is one staging file, `staging/<upload id>`, sized at initiate.
+//! Each part PUT writes its bytes in place at the part's offset and
+//! `fdatasync`s before it reports success (design §4). Completing renames
+//! the staging file to `files/<file uid>`: no byte is copied, so completing
+//! costs the same for 1 MiB and 100 GiB.
+//!
+//! Which PUTs are streaming is kept in process memory, which is right here
+//! and only here: the bytes are on this machine's disk, so only this process
+//! can write them. It enforces two rules the metadata store cannot:
+//! two PUTs of one part never interleave, and no PUT writes into a staging
+//! file while a complete renames it.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{Seek, SeekFrom};
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use ferry_core::blob_key::BlobKey;
+use ferry_core::checksum::{PartDigest, PartHasher};
+use ferry_core::ids::{FileUid, UploadId};
+use ferry_core::plan::PartRange;
+use tokio::io::AsyncReadExt;
+use tokio::task::spawn_blocking;
+use tokio_util::io::ReaderStream;
+
+use crate::{BlobError, BlobStore, ByteStream, Result};
+
+/// Bytes gathered before one positioned write: big enough that syscalls
+/// are few, small enough that 64 concurrent PUTs stay within a few MiB each.
+const WRITE_BUFFER: usize = 256 * 1024;
+/// The read size when streaming a file out.
+const READ_BUFFER: usize = 256 * 1024;
+
+pub struct LocalDisk {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    staging: PathBuf,
+    files: PathBuf,
+    activity: Mutex<HashMap<UploadId, Activity>>,
+}
+
+/// What is happening to one upload's staging file right now.
+#[derive(Default)]
+struct Activity {
+    parts_in_flight: HashSet<u32>,
+    completing: bool,
+}
+
+impl Shared {
+    fn staging_path(&self, upload_id: &UploadId) -> PathBuf {
+        self.staging.join(upload_id.to_string())
+    }
+
+    fn file_path(&self, file_uid: &FileUid) -> PathBuf {
+        self.files.join(file_uid.to_string())
+    }
+
+    fn activity(&self) -> std::sync::MutexGuard<'_, HashMap<UploadId, Activity>> {
+        self.activity.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn release(&self, upload_id: &UploadId, change: impl FnOnce(&mut Activity)) {
+        let mut map = self.activity();
+        if let Some(activity) = map.get_mut(upload_id) {
+            change(activity);
+            if activity.parts_in_flight.is_empty() && !activity.completing {
+                map.remove(upload_id);
+            }
+        }
+    }
+}
+
+/// Makes a rename or a new directory entry durable.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn remove_if_present(path: &Path) -> std::io::Result<bool> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    spawn_blocking(f).await.map_err(|e| BlobError::Io(std::io::Error::other(e)))?
+}
+
+impl LocalDisk {
+    /// Opens the store rooted at `root`, creating its directories.
+    pub fn open(root: &Path) -> std::io::Result<Self> {
+        let staging = root.join("staging");
+        let files = root.join("files");
+        for dir in [root, &staging, &files] {
+            fs::create_dir_all(dir)?;
+        }
+        sync_dir(root)?;
+        Ok(Self { shared: Arc::new(Shared { staging, files, activity: Mutex::default() }) })
+    }
+
+    /// Starts a PUT of one part. Fails at once if another PUT of the part is
+    /// streaming or the upload is being completed, before a byte is read.
+    pub async fn begin_part(&self, upload_id: &UploadId, range: PartRange) -> Result<PartWriter> {
+        {
+            let mut map = self.shared.activity();
+            let activity = map.entry(*upload_id).or_default();
+            if activity.completing {
+                return Err(BlobError::UploadSealed);
+            }
+            if !activity.parts_in_flight.insert(range.part_number) {
+                return Err(BlobError::PartInProgress);
+            }
+        }
+        let guard = PartGuard { shared: self.shared.clone(), upload_id: *upload_id, part_number: range.part_number };
+        let path = self.shared.staging_path(upload_id);
+        let file = blocking(move || match OpenOptions::new().write(true).open(path) {
+            Ok(file) => Ok(file),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(BlobError::UploadGone),
+            Err(e) => Err(BlobError::from_io(e)),
+        })
+        .await?;
+        Ok(PartWriter {
+            state: Some(Box::new(WriterState {
+                file,
+                range,
+                written: 0,
+                hasher: PartHasher::default(),
+                buffer: Vec::with_capacity(WRITE_BUFFER),
+                _guard: guard,
+            })),
+            received: 0,
+        })
+    }
+}
+
+/// Holds a part's place among the PUTs in flight; dropping it frees the
+/// place. It lives inside the writer's state, which travels into each
+/// blocking write, so the place is held until the last write has landed,
+/// even if the client went away and the request was dropped mid-write.
+struct PartGuard {
+    shared: Arc<Shared>,
+    upload_id: UploadId,
+    part_number: u32,
+}
+
+impl Drop for PartGuard {
+    fn drop(&mut self) {
+        let part = self.part_number;
+        self.shared.release(&self.upload_id, |a| {
+            a.parts_in_flight.remove(&part);
+        });
+    }
+}
+
+/// Holds an upload sealed while a complete renames its staging file.
+struct CompleteGuard {
+    shared: Arc<Shared>,
+    upload_id: UploadId,
+}
+
+impl Drop for CompleteGuard {
+    fn drop(&mut self) {
+        self.shared.release(&self.upload_id, |a| a.completing = false);
+    }
+}
+
+struct WriterState {
+    file: File,
+    range: PartRange,
+    written: u64,
+    hasher: PartHasher,
+    buffer: Vec<u8>,
+    _guard: PartGuard,
+}
+
+impl WriterState {
+    /// Writes the buffer at its place in the part and hashes it.
+    fn flush(&mut self) -> Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        self.file.write_all_at(&self.buffer, self.range.offset + self.written).map_err(BlobError::from_io)?;
+        self.hasher.update(&self.buffer);
+        self.written += self.buffer.len() as u64;
+        self.buffer.clear();
+        Ok(())
+    }
+}
+
+/// Streams one part's bytes into place. Feed it with [`PartWriter::write`],
+/// then call [`PartWriter::finish`]; dropping it without finishing leaves
+/// the part not uploaded.
+pub struct PartWriter {
+    /// `None` only while a blocking write holds it, or after a failure.
+    state: Option<Box<WriterState>>,
+    received: u64,
+}
+
+impl PartWriter {
+    fn length(&self) -> Result<u64> {
+        self.state.as_ref().map(|s| s.range.length).ok_or(BlobError::UploadGone)
+    }
+
+    /// Takes the next chunk of the body. A chunk that would run past the
+    /// part's length is refused whole: nothing is ever written past it.
+    pub async fn write(&mut self, chunk: Bytes) -> Result<()> {
+        let expected = self.length()?;
+        self.received += chunk.len() as u64;
+        if self.received > expected {
+            return Err(BlobError::TooLong { expected });
+        }
+        let state = self.state.as_mut().ok_or(BlobError::UploadGone)?;
+        state.buffer.extend_from_slice(&chunk);
+        if state.buffer.len() >= WRITE_BUFFER {
+            self.run(WriterState::flush).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes what is buffered and makes the part durable. Checks the body
+    /// was exactly the part's length.
+    pub async fn finish(mut self) -> Result<PartDigest> {
+        let expected = self.length()?;
+        if self.received != expected {
+            return Err(BlobError::TooShort { received: self.received, expected });
+        }
+        self.run(|state| {
+            state.flush()?;
+            state.file.sync_data().map_err(BlobError::from_io)
+        })
+        .await?;
+        let state = self.state.as_ref().ok_or(BlobError::UploadGone)?;
+        Ok(state.hasher.finish())
+    }
+
+    async fn run(&mut self, f: impl FnOnce(&mut WriterState) -> Result<()> + Send + 'static) -> Result<()> {
+        let mut state = self.state.take().ok_or(BlobError::UploadGone)?;
+        let (state, outcome) = spawn_blocking(move || {
+            let outcome = f(&mut state);
+            (state, outcome)
+        })
+        .await
+        .map_err(|e| BlobError::Io(std::io::Error::other(e)))?;
+        if outcome.is_ok() {
+            self.state = Some(state);
+        }
+        outcome
+    }
+}
+
+#[async_trait]
+impl BlobStore for LocalDisk {
+    async fn check(&self) -> Result<()> {
+        let dirs = [self.shared.staging.clone(), self.shared.files.clone()];
+        blocking(move || {
+            for dir in dirs {
+                fs::metadata(&dir).map_err(BlobError::from_io)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    fn verifies_crc32c(&self) -> bool {
+        true
+    }
+
+    async fn create_upload(&self, upload_id: &UploadId, num_bytes: u64) -> Result<()> {
+        let (path, dir) = (self.shared.staging_path(upload_id), self.shared.staging.clone());
+        blocking(move || {
+            // Sparse: the length is set now, the space is taken as parts land.
+            let file = OpenOptions::new().write(true).create_new(true).open(&path).map_err(BlobError::from_io)?;
+            let sized = file.set_len(num_bytes).and_then(|()| file.sync_all()).and_then(|()| sync_dir(&dir));
+            if let Err(e) = sized {
+                let _ = fs::remove_file(&path);
+                return Err(BlobError::from_io(e));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn complete_upload(&self, upload_id: &UploadId, file_uid: &FileUid) -> Result<()> {
+        {
+            let mut map = self.shared.activity();
+            let activity = map.entry(*upload_id).or_default();
+            if activity.completing {
+                return Err(BlobError::UploadSealed);
+            }
+            if !activity.parts_in_flight.is_empty() {
+                return Err(BlobError::PartInProgress);
+            }
+            activity.completing = true;
+        }
+        let guard = CompleteGuard { shared: self.shared.clone(), upload_id: *upload_id };
+        let from = self.shared.staging_path(upload_id);
+        let to = self.shared.file_path(file_uid);
+        let dir = self.shared.files.clone();
+        blocking(move || {
+            let _guard = guard;
+            match fs::rename(&from, &to) {
+                Ok(()) => {}
+                // Renamed already by an earlier attempt that was not committed.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && to.exists() => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(BlobError::UploadGone),
+                Err(e) => return Err(BlobError::from_io(e)),
+            }
+            sync_dir(&dir).map_err(BlobError::from_io)
+        })
+        .await
+    }
+
+    async fn abort_upload(&self, upload_id: &UploadId, file_uid: &FileUid) -> Result<()> {
+        self.delete(&BlobKey::Upload(*upload_id, *file_uid)).await
+    }
+
+    async fn delete(&self, key: &BlobKey) -> Result<()> {
+        let paths = match key {
+            BlobKey::Upload(upload, file) => vec![self.shared.staging_path(upload), self.shared.file_path(file)],
+            BlobKey::File(file) => vec![self.shared.file_path(file)],
+        };
+        let dirs = [self.shared.staging.clone(), self.shared.files.clone()];
+        blocking(move || {
+            let mut removed = false;
+            for path in &paths {
+                removed |= remove_if_present(path).map_err(BlobError::from_io)?;
+            }
+            if removed {
+                for dir in &dirs {
+                    sync_dir(dir).map_err(BlobError::from_io)?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn read(&self, file_uid: &FileUid, range: Range<u64>) -> Result<ByteStream> {
+        let path = self.shared.file_path(file_uid);
+        let file = blocking(move || {
+            let mut file = File::open(path).map_err(BlobError::from_io)?;
+            file.seek(SeekFrom::Start(range.start)).map_err(BlobError::from_io)?;
+            Ok(file)
+        })
+        .await?;
+        let reader = tokio::fs::File::from_std(file).take(range.end - range.start);
+        Ok(Box::pin(ReaderStream::with_capacity(reader, READ_BUFFER)))
+    }
+}

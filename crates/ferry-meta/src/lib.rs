@@ -1,0 +1,215 @@
+//! The metadata store: orgs, API keys, uploads and their parts, files, and
+//! the queue of blobs to delete.
+//!
+//! [`MetadataStore`] is the one interface the server uses; SQLite (the
+//! embedded default) implements it here, and every implementation must pass
+//! the conformance suite in `tests/conformance.rs`.
+//!
+//! Rules every implementation keeps:
+//! - every query that serves an API request takes the org id, so one org
+//!   can never see another's rows (the presigned part PUT is the exception:
+//!   its URL, not an org, authorizes it);
+//! - races resolve inside one transaction (a conditional update, a unique
+//!   index), never in process memory, so several servers may share a store;
+//! - a blob whose bytes are no longer referenced is queued for deletion in
+//!   the same transaction that stops referencing it.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use ferry_core::blob_key::BlobKey;
+use ferry_core::checksum::Crc32c;
+use ferry_core::file::FileStatus;
+use ferry_core::ids::{FileUid, KeyId, OrgId, UploadId};
+use ferry_core::plan::PartPlan;
+use ferry_core::upload::{ClaimProblems, RecordedPart, TokenClaim, UploadState};
+
+pub mod sqlite;
+
+pub use sqlite::Sqlite;
+
+/// Unix time in seconds, as every timestamp in the store is kept.
+pub type UnixSeconds = i64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    #[error("upload not found")]
+    UploadNotFound,
+    #[error("the upload is {}", .0.as_str())]
+    UploadNotActive(UploadState),
+    #[error("an org named `{0}` already exists")]
+    OrgExists(String),
+    #[error("no org is named `{0}`")]
+    OrgNotFound(String),
+    #[error("metadata store failure: {0}")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+pub type Result<T, E = MetaError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrgRecord {
+    pub org_id: OrgId,
+    pub name: String,
+    pub created_at: UnixSeconds,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    pub key_id: KeyId,
+    pub org_id: OrgId,
+    pub secret_hash: Vec<u8>,
+    pub created_at: UnixSeconds,
+    pub revoked_at: Option<UnixSeconds>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadRecord {
+    pub upload_id: UploadId,
+    pub org_id: OrgId,
+    /// The uid the file will have once the upload completes.
+    pub file_uid: FileUid,
+    pub file_name: String,
+    pub file_type: String,
+    pub num_bytes: u64,
+    pub part_size: u64,
+    pub state: UploadState,
+    pub created_at: UnixSeconds,
+    pub last_activity_at: UnixSeconds,
+}
+
+impl UploadRecord {
+    pub fn plan(&self) -> PartPlan {
+        PartPlan::from_stored(self.num_bytes, self.part_size)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRecord {
+    pub file_uid: FileUid,
+    pub org_id: OrgId,
+    pub file_name: String,
+    pub file_type: String,
+    pub num_bytes: u64,
+    pub status: FileStatus,
+    pub checksum_crc32c: Crc32c,
+    /// Position in the org's listing; assigned at registration.
+    pub file_index: u64,
+    pub created_at: UnixSeconds,
+}
+
+/// What completing an upload registers.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    pub org_id: OrgId,
+    pub upload_id: UploadId,
+    pub status: FileStatus,
+    pub checksum_crc32c: Crc32c,
+    pub now: UnixSeconds,
+    /// Blob keys of files this registration displaces are queued for
+    /// deletion no earlier than this, so downloads already under way finish.
+    pub delete_displaced_after: UnixSeconds,
+}
+
+/// The outcome of a registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registered {
+    pub file: FileRecord,
+    /// Whether the file took its name. A corrupt file never displaces a
+    /// good one: it is recorded, but the name keeps pointing at the old file.
+    pub holds_name: bool,
+    /// The file that held the name before, now queued for deletion.
+    pub displaced: Option<FileUid>,
+}
+
+/// What an abort found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AbortOutcome {
+    /// The upload was active and is now aborted; its blob is queued for
+    /// deletion as this entry of the deletion queue.
+    Aborted { deletion: BlobDeletionId },
+    /// It had been aborted (or expired) already.
+    AlreadyAborted,
+}
+
+/// An entry of the durable queue of blobs to delete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobDeletionId(pub i64);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobDeletion {
+    pub id: BlobDeletionId,
+    pub blob_key: BlobKey,
+}
+
+#[async_trait]
+pub trait MetadataStore: Send + Sync + 'static {
+    /// Whether the store answers at all (for health checks).
+    async fn ping(&self) -> Result<()>;
+
+    // Orgs and API keys.
+
+    async fn create_org(&self, name: &str, now: UnixSeconds) -> Result<OrgRecord>;
+    async fn find_org(&self, name: &str) -> Result<Option<OrgRecord>>;
+    /// Creates org `org_name` with one key, but only if the store has no org
+    /// at all. Returns whether it did. Atomic, so two servers starting on one
+    /// empty store bootstrap once.
+    async fn bootstrap(&self, org_name: &str, key_id: &KeyId, secret_hash: &[u8], now: UnixSeconds) -> Result<bool>;
+    async fn create_api_key(&self, org_id: &OrgId, key_id: &KeyId, secret_hash: &[u8], now: UnixSeconds) -> Result<()>;
+    async fn find_api_key(&self, key_id: &KeyId) -> Result<Option<ApiKeyRecord>>;
+    async fn list_api_keys(&self, org_id: &OrgId) -> Result<Vec<ApiKeyRecord>>;
+    /// Returns whether a key with this id existed (revoking twice is fine).
+    async fn revoke_api_key(&self, key_id: &KeyId, now: UnixSeconds) -> Result<bool>;
+
+    // Uploads.
+
+    async fn insert_upload(&self, upload: &UploadRecord) -> Result<()>;
+    async fn get_upload(&self, org_id: &OrgId, upload_id: &UploadId) -> Result<Option<UploadRecord>>;
+    /// For the presigned part PUT only: its URL, not an org, authorizes it.
+    async fn get_upload_for_part_put(&self, upload_id: &UploadId) -> Result<Option<UploadRecord>>;
+    /// The newest active upload of `file_name` in the org.
+    async fn find_resumable_upload(&self, org_id: &OrgId, file_name: &str) -> Result<Option<UploadRecord>>;
+    async fn touch_upload(&self, upload_id: &UploadId, now: UnixSeconds) -> Result<()>;
+
+    // Parts.
+
+    async fn list_parts(&self, upload_id: &UploadId) -> Result<BTreeMap<u32, RecordedPart>>;
+    async fn list_checkpoints(&self, upload_id: &UploadId) -> Result<Vec<TokenClaim>>;
+    /// Whether a part is recorded as uploaded.
+    async fn has_part(&self, upload_id: &UploadId, part_number: u32) -> Result<bool>;
+    /// Marks a part not uploaded: called, and committed, before its bytes
+    /// are overwritten, so a rewrite cut short never leaves the old record
+    /// describing new bytes.
+    async fn forget_part(&self, upload_id: &UploadId, part_number: u32) -> Result<()>;
+    /// Records a part whose bytes are durable; fails with
+    /// [`MetaError::UploadNotActive`] or [`MetaError::UploadNotFound`] if the
+    /// upload stopped being active meanwhile.
+    async fn record_part(&self, upload_id: &UploadId, part: &RecordedPart, now: UnixSeconds) -> Result<()>;
+    /// Records the claims as checkpoints if every one matches its recorded
+    /// part (all or nothing, in one transaction); otherwise reports them.
+    async fn checkpoint(
+        &self,
+        org_id: &OrgId,
+        upload_id: &UploadId,
+        claims: &[TokenClaim],
+        now: UnixSeconds,
+    ) -> Result<Result<usize, ClaimProblems>>;
+
+    // Completion and abort.
+
+    /// Completes an active upload and registers its file in one transaction.
+    /// Of several racing calls exactly one succeeds; the others get
+    /// [`MetaError::UploadNotActive`].
+    async fn complete_upload(&self, registration: &Registration) -> Result<Registered>;
+    async fn abort_upload(&self, org_id: &OrgId, upload_id: &UploadId, now: UnixSeconds) -> Result<AbortOutcome>;
+
+    // Files.
+
+    /// The file that holds `file_name` in the org.
+    async fn get_file(&self, org_id: &OrgId, file_name: &str) -> Result<Option<FileRecord>>;
+
+    // The blob deletion queue.
+
+    async fn due_blob_deletions(&self, now: UnixSeconds, limit: usize) -> Result<Vec<BlobDeletion>>;
+    async fn finish_blob_deletion(&self, id: BlobDeletionId) -> Result<()>;
+}

@@ -1,0 +1,53 @@
+//! The presigned part PUT (spec §3.3): the URL alone authorizes it.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::http::header::{CONTENT_LENGTH, ETAG, EXPECT};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+
+use super::error::ApiError;
+use super::request::PathParams;
+use crate::service::Service;
+
+/// The most of a refused body that is read and thrown away so that the
+/// client can read the answer (see [`put_part`]).
+const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
+
+/// Answers a part PUT. When it is refused, the rest of the body is read and
+/// discarded (up to a bound) before the answer goes out: many clients send
+/// the whole body before they read a response, and would otherwise see a
+/// broken connection instead of the error. A client that sent `Expect:
+/// 100-continue` was never asked for the body, so nothing is drained.
+pub async fn put_part(
+    State(service): State<Arc<Service>>,
+    PathParams((upload_id, part_number)): PathParams<(String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let content_length = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
+    let awaits_continue = headers.get(EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let mut body = body.into_data_stream();
+    let outcome =
+        service.put_part(&upload_id, &part_number, query.as_deref().unwrap_or(""), content_length, &mut body).await;
+    let token = match outcome {
+        Ok(token) => token,
+        Err(e) => {
+            if !awaits_continue {
+                let mut drained = 0;
+                while drained < DRAIN_LIMIT
+                    && let Some(Ok(chunk)) = body.next().await
+                {
+                    drained += chunk.len();
+                }
+            }
+            return Err(e.into());
+        }
+    };
+    let etag = HeaderValue::from_str(&token.to_etag()).map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(([(ETAG, etag)], ()).into_response())
+}

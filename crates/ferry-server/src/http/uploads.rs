@@ -1,0 +1,74 @@
+//! Handlers of the direct-to-cloud upload routes (spec §3).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use ferry_api::uploads::{
+    CheckpointRequest, CheckpointResponse, CompleteUploadRequest, CompleteUploadResponse, InitiateUploadRequest,
+    InitiateUploadResponse, PartUrlsRequest, PartUrlsResponse,
+};
+use serde::de::IgnoredAny;
+
+use super::error::ApiError;
+use super::request::{JsonBody, Org, PathParams, check_list_len};
+use crate::service::Service;
+use crate::service::uploads::InitiateUpload;
+
+type Api<T> = Result<Json<T>, ApiError>;
+
+pub async fn initiate(
+    State(service): State<Arc<Service>>,
+    Org(org): Org,
+    JsonBody(request): JsonBody<InitiateUploadRequest>,
+) -> Api<InitiateUploadResponse> {
+    let request = InitiateUpload {
+        file_name: request.filename,
+        file_type: request.file_type,
+        num_bytes: request.num_bytes,
+        resume_if_started: request.resume_if_started,
+    };
+    Ok(Json(service.initiate(&org, request).await?))
+}
+
+pub async fn part_urls(
+    State(service): State<Arc<Service>>,
+    Org(org): Org,
+    PathParams(upload_id): PathParams<String>,
+    JsonBody(request): JsonBody<PartUrlsRequest>,
+) -> Api<PartUrlsResponse> {
+    check_list_len("part_numbers", request.part_numbers.len())?;
+    let parts = service.part_urls(&org, &upload_id, &request.part_numbers).await?;
+    Ok(Json(PartUrlsResponse { parts }))
+}
+
+pub async fn checkpoint(
+    State(service): State<Arc<Service>>,
+    Org(org): Org,
+    PathParams(upload_id): PathParams<String>,
+    JsonBody(request): JsonBody<CheckpointRequest>,
+) -> Api<CheckpointResponse> {
+    check_list_len("parts", request.parts.len())?;
+    Ok(Json(service.checkpoint(&org, &upload_id, &request.parts).await?))
+}
+
+pub async fn complete(
+    State(service): State<Arc<Service>>,
+    Org(org): Org,
+    PathParams(upload_id): PathParams<String>,
+    JsonBody(request): JsonBody<CompleteUploadRequest>,
+) -> Api<CompleteUploadResponse> {
+    check_list_len("parts", request.parts.len())?;
+    let checksum = request.integrity_checksum.as_deref();
+    Ok(Json(service.complete(&org, &upload_id, &request.parts, checksum).await?))
+}
+
+/// Answers 200 with an empty body (spec §3.6); any JSON body is accepted.
+pub async fn abort(
+    State(service): State<Arc<Service>>,
+    Org(org): Org,
+    PathParams(upload_id): PathParams<String>,
+    JsonBody(_): JsonBody<IgnoredAny>,
+) -> Result<(), ApiError> {
+    Ok(service.abort(&org, &upload_id).await?)
+}

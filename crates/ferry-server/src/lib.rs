@@ -1,0 +1,10 @@
+//! The ferry server: the HTTP API over the metadata and blob stores.
+//!
+//! - [`service`]: the operations of the contract, with no HTTP in them;
+//! - [`http`]: routes, authentication, request parsing, logging, and the one
+//!   place where errors become the contract's envelope;
+//! - [`startup`]: opening the data dir, the stores and the server secret.
+
+pub mod http;
+pub mod service;
+pub mod startup;

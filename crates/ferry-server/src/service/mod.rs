@@ -1,0 +1,199 @@
+//! What the API does, without HTTP: each public method is one operation of
+//! the contract, on typed inputs, returning wire bodies or a [`ServiceError`].
+//! The HTTP layer parses requests into calls here and maps every error to
+//! the envelope in one place (`http/error.rs`).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ferry_blob::{BlobError, BlobStore, LocalDisk};
+use ferry_core::api_key::ApiKey;
+use ferry_core::ids::OrgId;
+use ferry_core::names::InvalidFileName;
+use ferry_core::presign::PartUrlSigner;
+use ferry_core::token::PartTokenKey;
+use ferry_core::upload::{ClaimProblems, UploadPolicy, UploadState};
+use ferry_meta::{MetaError, MetadataStore};
+
+mod files;
+pub mod uploads;
+
+pub use files::Download;
+
+/// Everything one operation may need. Cheap to share: all of it is behind
+/// `Arc`s or immutable.
+pub struct Service {
+    pub(crate) meta: Arc<dyn MetadataStore>,
+    pub(crate) blob: Arc<dyn BlobStore>,
+    /// The store that takes part PUTs itself; `None` when parts go straight
+    /// to an external store.
+    pub(crate) local_parts: Option<Arc<LocalDisk>>,
+    pub(crate) signer: PartUrlSigner,
+    pub(crate) token_key: PartTokenKey,
+    pub(crate) policy: UploadPolicy,
+    pub(crate) settings: Settings,
+}
+
+/// The operator's settings the operations read.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The base of presigned part URLs, without a trailing `/`.
+    pub public_url: String,
+    pub url_ttl: Duration,
+    /// An upload idle for longer is treated as expired.
+    pub upload_expiry: Duration,
+    /// How long a replaced file's bytes stay readable for downloads that
+    /// started before the replacement.
+    pub deletion_grace: Duration,
+}
+
+/// One thing wrong with a request. A request may have several.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BadRequest {
+    MissingField(String),
+    InvalidField { field: String, reason: String },
+    FileName(InvalidFileName),
+    FileType { given: String, allowed: Vec<String> },
+    FileSize { given: i64, max: u64 },
+    PartNumbers { bad: Vec<i64>, upload_id: String, num_parts: u32 },
+    PartTokens(Vec<u32>),
+    MissingParts(Vec<u32>),
+    IntegrityNotSupported(String),
+}
+
+/// Turns refused token claims, plus part numbers that could not even be
+/// claimed (negative or huge), into the request's problems.
+pub(crate) fn claim_problems(
+    problems: ClaimProblems,
+    unclaimable: Vec<i64>,
+    upload: &ferry_meta::UploadRecord,
+) -> ServiceError {
+    let (upload_id, num_parts) = (upload.upload_id.to_string(), upload.plan().num_parts);
+    let mut list = Vec::new();
+    let bad: Vec<i64> = unclaimable.into_iter().chain(problems.out_of_range.into_iter().map(i64::from)).collect();
+    if !bad.is_empty() {
+        list.push(BadRequest::PartNumbers { bad, upload_id, num_parts });
+    }
+    if !problems.invalid_tokens.is_empty() {
+        list.push(BadRequest::PartTokens(problems.invalid_tokens));
+    }
+    if !problems.missing.is_empty() {
+        list.push(BadRequest::MissingParts(problems.missing));
+    }
+    ServiceError::BadRequest(list)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("bad request: {0:?}")]
+    BadRequest(Vec<BadRequest>),
+    #[error("missing, malformed, unknown or revoked API key")]
+    InvalidApiKey,
+    #[error("upload `{0}` not found")]
+    UploadNotFound(String),
+    #[error("upload `{0}` is already completed")]
+    UploadCompleted(String),
+    #[error("upload `{0}` is being completed by another request")]
+    CompleteUnderWay(String),
+    #[error("upload `{upload_id}` has file_type `{file_type}` and num_bytes {num_bytes}")]
+    UploadConflict { upload_id: String, file_type: String, num_bytes: u64 },
+    #[error("part {0} is being uploaded by another request")]
+    PartInProgress(u32),
+    #[error("a part of upload `{0}` is being uploaded; complete after it finishes")]
+    CompleteDuringPartUpload(String),
+    #[error("the presigned URL's signature does not verify")]
+    InvalidSignature,
+    #[error("the presigned URL expired at {expires_at}")]
+    UrlExpired { expires_at: String },
+    #[error("part {part_number} is {expected} bytes; the body had {received:?}")]
+    InvalidPartSize { part_number: u32, expected: u64, received: Option<u64> },
+    #[error("integrity check failed: expected {expected}, the parts combine to {actual}")]
+    IntegrityCheckFailed { expected: String, actual: String },
+    #[error("storage is full")]
+    CapacityReached,
+    #[error("file `{0}` not found")]
+    FileNotFound(String),
+    #[error("file `{0}` is not downloadable")]
+    FileNotDownloadable(String),
+    #[error(transparent)]
+    Meta(MetaError),
+    #[error(transparent)]
+    Blob(BlobError),
+}
+
+pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
+
+impl From<MetaError> for ServiceError {
+    fn from(e: MetaError) -> Self {
+        Self::Meta(e)
+    }
+}
+
+impl From<BlobError> for ServiceError {
+    fn from(e: BlobError) -> Self {
+        match e {
+            BlobError::CapacityReached => Self::CapacityReached,
+            other => Self::Blob(other),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch: the one clock of the service.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+pub fn now_secs() -> i64 {
+    (now_ms() / 1000) as i64
+}
+
+/// RFC 3339 UTC with a `Z`, to the second.
+pub(crate) fn rfc3339(unix_secs: u64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(unix_secs)).to_string()
+}
+
+impl Service {
+    /// The org an `Authorization` header's bearer key belongs to.
+    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<OrgId> {
+        let key: ApiKey = authorization
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .and_then(|k| k.trim().parse().ok())
+            .ok_or(ServiceError::InvalidApiKey)?;
+        match self.meta.find_api_key(&key.key_id).await? {
+            Some(record) if record.revoked_at.is_none() && key.matches(&record.secret_hash) => Ok(record.org_id),
+            _ => Err(ServiceError::InvalidApiKey),
+        }
+    }
+
+    /// Whether the metadata store and the blob store both answer.
+    pub async fn health(&self) -> Result<()> {
+        self.meta.ping().await?;
+        self.blob.check().await?;
+        Ok(())
+    }
+
+    /// Maps an upload's state to the error the contract gives for using it.
+    pub(crate) fn usable(&self, upload: &ferry_meta::UploadRecord, now_secs: i64) -> Result<()> {
+        let idle = now_secs.saturating_sub(upload.last_activity_at);
+        match upload.state {
+            UploadState::Completed => Err(ServiceError::UploadCompleted(upload.upload_id.to_string())),
+            UploadState::Aborted => Err(ServiceError::UploadNotFound(upload.upload_id.to_string())),
+            // Expired but not yet swept by the janitor: already gone for clients.
+            UploadState::Active if idle > self.settings.upload_expiry.as_secs() as i64 => {
+                Err(ServiceError::UploadNotFound(upload.upload_id.to_string()))
+            }
+            UploadState::Active => Ok(()),
+        }
+    }
+}
+
+/// Explains a metadata store's refusal of an upload operation.
+pub(crate) fn upload_refusal(e: MetaError, upload_id: &str) -> ServiceError {
+    match e {
+        MetaError::UploadNotFound | MetaError::UploadNotActive(UploadState::Aborted) => {
+            ServiceError::UploadNotFound(upload_id.to_owned())
+        }
+        MetaError::UploadNotActive(_) => ServiceError::UploadCompleted(upload_id.to_owned()),
+        other => ServiceError::Meta(other),
+    }
+}

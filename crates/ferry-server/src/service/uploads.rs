@@ -1,0 +1,429 @@
+//! The direct-to-cloud upload operations (spec §3).
+
+use std::collections::BTreeSet;
+
+use bytes::Bytes;
+use ferry_api::uploads::{
+    CheckpointResponse, CompleteUploadResponse, FileAttributes, InitiateUploadResponse, IntegrityAlgorithm,
+    MetadataStatus, PartDescriptor, PartTokenEntry,
+};
+use ferry_blob::BlobError;
+use ferry_core::checksum::Crc32c;
+use ferry_core::file::FileStatus;
+use ferry_core::ids::{FileUid, OrgId, UploadId};
+use ferry_core::plan::PartRange;
+use ferry_core::presign::{PresignError, url_expiry};
+use ferry_core::token::PartToken;
+use ferry_core::upload::{ClaimProblems, InitiateProblem, RecordedPart, TokenClaim, UploadState, check_complete};
+use ferry_meta::{AbortOutcome, MetaError, Registration, UploadRecord};
+use futures_util::{Stream, StreamExt};
+
+use super::{BadRequest, Result, Service, ServiceError, claim_problems, now_ms, now_secs, rfc3339, upload_refusal};
+
+/// What a client asks to upload.
+pub struct InitiateUpload {
+    pub file_name: String,
+    pub file_type: String,
+    pub num_bytes: i64,
+    pub resume_if_started: bool,
+}
+
+/// Why a part's body could not be read to its end.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body broke off: {0}")]
+pub struct BodyError(pub String);
+
+fn parse_upload_id(text: &str) -> Result<UploadId> {
+    text.parse().map_err(|_| ServiceError::UploadNotFound(text.to_owned()))
+}
+
+/// Splits entries into claims and the part numbers no plan can have
+/// (negative or beyond `u32`), which are reported as out of range.
+fn claims_from_entries(entries: &[PartTokenEntry]) -> (Vec<TokenClaim>, Vec<i64>) {
+    let mut claims = Vec::with_capacity(entries.len());
+    let mut unclaimable = Vec::new();
+    for entry in entries {
+        match u32::try_from(entry.part_number) {
+            Ok(part_number) => claims.push(TokenClaim { part_number, token: PartToken::from_wire(&entry.part_token) }),
+            Err(_) => unclaimable.push(entry.part_number),
+        }
+    }
+    (claims, unclaimable)
+}
+
+impl Service {
+    fn descriptor(&self, upload_id: &UploadId, range: PartRange, expires: u64) -> PartDescriptor {
+        let query = self.signer.sign(upload_id, range.part_number, expires);
+        PartDescriptor {
+            part_number: range.part_number,
+            url: format!(
+                "{}/parts/{upload_id}/{}?{}",
+                self.settings.public_url,
+                range.part_number,
+                query.to_query_string()
+            ),
+            offset: range.offset,
+            length: range.length,
+            expires_at: rfc3339(expires),
+        }
+    }
+
+    fn url_expiry_now(&self) -> u64 {
+        url_expiry(now_ms(), self.settings.url_ttl.as_secs())
+    }
+
+    fn integrity_algorithm(&self) -> IntegrityAlgorithm {
+        if self.blob.verifies_crc32c() { IntegrityAlgorithm::Crc32c } else { IntegrityAlgorithm::None }
+    }
+
+    fn initiate_response(
+        &self,
+        upload: &UploadRecord,
+        is_resume: bool,
+        parts: Vec<PartDescriptor>,
+    ) -> InitiateUploadResponse {
+        let plan = upload.plan();
+        InitiateUploadResponse {
+            upload_id: upload.upload_id.to_string(),
+            file_uid: upload.file_uid.to_string(),
+            file_name: upload.file_name.clone(),
+            total_bytes: plan.num_bytes,
+            num_parts: plan.num_parts,
+            part_size: plan.part_size,
+            is_resume,
+            integrity_algorithm: self.integrity_algorithm(),
+            parts,
+        }
+    }
+
+    /// Reads an org's upload and checks it can still be used.
+    async fn usable_upload(&self, org_id: &OrgId, upload_id: &str) -> Result<UploadRecord> {
+        let id = parse_upload_id(upload_id)?;
+        let upload = self
+            .meta
+            .get_upload(org_id, &id)
+            .await?
+            .ok_or_else(|| ServiceError::UploadNotFound(upload_id.to_owned()))?;
+        self.usable(&upload, now_secs())?;
+        Ok(upload)
+    }
+
+    pub async fn initiate(&self, org_id: &OrgId, request: InitiateUpload) -> Result<InitiateUploadResponse> {
+        let size = u64::try_from(request.num_bytes).unwrap_or(0);
+        let plan = self.policy.plan(&request.file_name, &request.file_type, size).map_err(|problems| {
+            ServiceError::BadRequest(
+                problems
+                    .into_iter()
+                    .map(|p| match p {
+                        InitiateProblem::FileName(e) => BadRequest::FileName(e),
+                        InitiateProblem::FileType(given) => {
+                            BadRequest::FileType { given, allowed: self.policy.allowed_file_types().to_vec() }
+                        }
+                        InitiateProblem::FileSize { max, .. } => BadRequest::FileSize { given: request.num_bytes, max },
+                    })
+                    .collect(),
+            )
+        })?;
+        let now = now_secs();
+
+        if request.resume_if_started
+            && let Some(upload) = self.meta.find_resumable_upload(org_id, &request.file_name).await?
+            && self.usable(&upload, now).is_ok()
+        {
+            if upload.file_type != request.file_type || upload.num_bytes != size {
+                return Err(ServiceError::UploadConflict {
+                    upload_id: upload.upload_id.to_string(),
+                    file_type: upload.file_type,
+                    num_bytes: upload.num_bytes,
+                });
+            }
+            return self.resume(upload, now).await;
+        }
+
+        let upload = UploadRecord {
+            upload_id: UploadId::generate(),
+            org_id: *org_id,
+            file_uid: FileUid::generate(),
+            file_name: request.file_name,
+            file_type: request.file_type,
+            num_bytes: size,
+            part_size: plan.part_size,
+            state: UploadState::Active,
+            created_at: now,
+            last_activity_at: now,
+        };
+        // Storage first: a crash after it leaves an unreferenced staging
+        // file, which is harmless; the other order would leave an upload
+        // whose parts have nowhere to go.
+        self.blob.create_upload(&upload.upload_id, size).await?;
+        if let Err(e) = self.meta.insert_upload(&upload).await {
+            let _ = self.blob.abort_upload(&upload.upload_id, &upload.file_uid).await;
+            return Err(e.into());
+        }
+        let expires = self.url_expiry_now();
+        let parts = plan.parts().map(|range| self.descriptor(&upload.upload_id, range, expires)).collect();
+        Ok(self.initiate_response(&upload, false, parts))
+    }
+
+    /// Returns the parts of `upload` that no valid checkpoint covers.
+    async fn resume(&self, upload: UploadRecord, now: i64) -> Result<InitiateUploadResponse> {
+        let recorded = self.meta.list_parts(&upload.upload_id).await?;
+        let done: BTreeSet<u32> = self
+            .meta
+            .list_checkpoints(&upload.upload_id)
+            .await?
+            .into_iter()
+            .filter(|c| recorded.get(&c.part_number).is_some_and(|p| p.token == c.token))
+            .map(|c| c.part_number)
+            .collect();
+        self.meta.touch_upload(&upload.upload_id, now).await?;
+        let expires = self.url_expiry_now();
+        let parts = upload
+            .plan()
+            .parts()
+            .filter(|range| !done.contains(&range.part_number))
+            .map(|range| self.descriptor(&upload.upload_id, range, expires))
+            .collect();
+        Ok(self.initiate_response(&upload, true, parts))
+    }
+
+    /// Fresh URLs for parts, in request order. Reads only: this is called
+    /// often, and every answer inside one time bucket is the same.
+    pub async fn part_urls(
+        &self,
+        org_id: &OrgId,
+        upload_id: &str,
+        part_numbers: &[i64],
+    ) -> Result<Vec<PartDescriptor>> {
+        let upload = self.usable_upload(org_id, upload_id).await?;
+        let plan = upload.plan();
+        let bad: Vec<i64> = part_numbers
+            .iter()
+            .copied()
+            .filter(|&n| u32::try_from(n).ok().and_then(|n| plan.part(n)).is_none())
+            .collect();
+        if !bad.is_empty() {
+            return Err(ServiceError::BadRequest(vec![BadRequest::PartNumbers {
+                bad,
+                upload_id: upload_id.to_owned(),
+                num_parts: plan.num_parts,
+            }]));
+        }
+        let expires = self.url_expiry_now();
+        Ok(part_numbers
+            .iter()
+            .map(|&n| self.descriptor(&upload.upload_id, plan.part(n as u32).expect("checked above"), expires))
+            .collect())
+    }
+
+    pub async fn checkpoint(
+        &self,
+        org_id: &OrgId,
+        upload_id: &str,
+        entries: &[PartTokenEntry],
+    ) -> Result<CheckpointResponse> {
+        let upload = self.usable_upload(org_id, upload_id).await?;
+        let (claims, unclaimable) = claims_from_entries(entries);
+        if !unclaimable.is_empty() {
+            return Err(claim_problems(ClaimProblems::default(), unclaimable, &upload));
+        }
+        match self.meta.checkpoint(org_id, &upload.upload_id, &claims, now_secs()).await {
+            Ok(Ok(count)) => Ok(CheckpointResponse { num_checkpointed: count as u64 }),
+            Ok(Err(problems)) => Err(claim_problems(problems, Vec::new(), &upload)),
+            Err(e) => Err(upload_refusal(e, upload_id)),
+        }
+    }
+
+    pub async fn complete(
+        &self,
+        org_id: &OrgId,
+        upload_id: &str,
+        entries: &[PartTokenEntry],
+        integrity_checksum: Option<&str>,
+    ) -> Result<CompleteUploadResponse> {
+        let upload = self.usable_upload(org_id, upload_id).await?;
+        let expected = match integrity_checksum {
+            None => None,
+            Some(_) if !self.blob.verifies_crc32c() => {
+                return Err(ServiceError::BadRequest(vec![BadRequest::IntegrityNotSupported(
+                    "this store's integrity_algorithm is `none`".into(),
+                )]));
+            }
+            Some(text) => Some(
+                Crc32c::from_base64(text)
+                    .map_err(|e| ServiceError::BadRequest(vec![BadRequest::IntegrityNotSupported(e.to_string())]))?,
+            ),
+        };
+
+        let plan = upload.plan();
+        let (claims, unclaimable) = claims_from_entries(entries);
+        let recorded = self.meta.list_parts(&upload.upload_id).await?;
+        let checkpoints = self.meta.list_checkpoints(&upload.upload_id).await?;
+        let actual = match check_complete(&plan, &recorded, &checkpoints, &claims) {
+            Ok(crc) if unclaimable.is_empty() => crc,
+            outcome => {
+                // Completing or aborting drops an upload's part records; if
+                // another request did that since the upload was read, its
+                // new state is the true answer.
+                self.usable_upload(org_id, upload_id).await?;
+                return Err(claim_problems(outcome.err().unwrap_or_default(), unclaimable, &upload));
+            }
+        };
+        let status = match expected {
+            Some(expected) if expected != actual => FileStatus::Corrupt,
+            _ => FileStatus::Registered,
+        };
+
+        match self.blob.complete_upload(&upload.upload_id, &upload.file_uid).await {
+            Ok(()) => {}
+            Err(BlobError::PartInProgress) => return Err(ServiceError::CompleteDuringPartUpload(upload_id.to_owned())),
+            Err(BlobError::UploadSealed) => return Err(ServiceError::CompleteUnderWay(upload_id.to_owned())),
+            // Gone from the store: completed or aborted meanwhile; the
+            // metadata store says which.
+            Err(BlobError::UploadGone) => {
+                let now = self.meta.get_upload(org_id, &upload.upload_id).await?;
+                return Err(match now.map(|u| self.usable(&u, now_secs())) {
+                    Some(Err(e)) => e,
+                    _ => ServiceError::UploadNotFound(upload_id.to_owned()),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let now = now_secs();
+        let registration = Registration {
+            org_id: *org_id,
+            upload_id: upload.upload_id,
+            status,
+            checksum_crc32c: actual,
+            now,
+            delete_displaced_after: now + self.settings.deletion_grace.as_secs() as i64,
+        };
+        let registered = self.meta.complete_upload(&registration).await.map_err(|e| upload_refusal(e, upload_id))?;
+        if let Some(expected) = expected.filter(|_| status == FileStatus::Corrupt) {
+            return Err(ServiceError::IntegrityCheckFailed {
+                expected: expected.to_base64(),
+                actual: actual.to_base64(),
+            });
+        }
+        Ok(CompleteUploadResponse {
+            file_uid: registered.file.file_uid.to_string(),
+            file_name: registered.file.file_name,
+            num_bytes: registered.file.num_bytes,
+            file_status: "Registered".into(),
+            file_attributes: FileAttributes { metadata_status: MetadataStatus::NotExtracted },
+        })
+    }
+
+    pub async fn abort(&self, org_id: &OrgId, upload_id: &str) -> Result<()> {
+        let id = parse_upload_id(upload_id)?;
+        let upload = self
+            .meta
+            .get_upload(org_id, &id)
+            .await?
+            .ok_or_else(|| ServiceError::UploadNotFound(upload_id.to_owned()))?;
+        match self.meta.abort_upload(org_id, &id, now_secs()).await {
+            Ok(AbortOutcome::AlreadyAborted) => Ok(()),
+            Ok(AbortOutcome::Aborted { deletion }) => {
+                // The queue entry is committed, so a failure here only delays
+                // the freeing until the janitor retries it.
+                match self.blob.abort_upload(&id, &upload.file_uid).await {
+                    Ok(()) => self.meta.finish_blob_deletion(deletion).await?,
+                    Err(e) => {
+                        tracing::warn!(upload_id, error = %e, "freeing an aborted upload's storage failed; queued")
+                    }
+                }
+                Ok(())
+            }
+            Err(MetaError::UploadNotActive(UploadState::Completed)) => {
+                Err(ServiceError::UploadCompleted(upload_id.to_owned()))
+            }
+            Err(e) => Err(upload_refusal(e, upload_id)),
+        }
+    }
+
+    /// Takes one part's bytes through its presigned URL. Returns the part's
+    /// `ETag` token once the bytes are durable and recorded. On an error the
+    /// body may be left partly read; the caller decides what to do with it.
+    pub async fn put_part<S, E>(
+        &self,
+        upload_id: &str,
+        part_number: &str,
+        raw_query: &str,
+        content_length: Option<u64>,
+        body: &mut S,
+    ) -> Result<PartToken>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send + Unpin,
+        E: std::fmt::Display,
+    {
+        // The URL is checked before anything else is looked at: a request
+        // without a valid signature costs one HMAC and reads nothing.
+        let (Ok(id), Ok(part_number)) = (upload_id.parse::<UploadId>(), part_number.parse::<u32>()) else {
+            return Err(ServiceError::InvalidSignature);
+        };
+        self.signer.verify(&id, part_number, raw_query, now_ms()).map_err(|e| match e {
+            PresignError::InvalidSignature => ServiceError::InvalidSignature,
+            PresignError::Expired { expires } => ServiceError::UrlExpired { expires_at: rfc3339(expires) },
+        })?;
+        let local = self.local_parts.as_ref().ok_or(ServiceError::InvalidSignature)?;
+        let upload = self
+            .meta
+            .get_upload_for_part_put(&id)
+            .await?
+            .ok_or_else(|| ServiceError::UploadNotFound(upload_id.to_owned()))?;
+        self.usable(&upload, now_secs())?;
+        let range = upload.plan().part(part_number).ok_or(ServiceError::InvalidSignature)?;
+        let wrong_size = |received| ServiceError::InvalidPartSize { part_number, expected: range.length, received };
+        if let Some(length) = content_length.filter(|&l| l != range.length) {
+            return Err(wrong_size(Some(length)));
+        }
+
+        let mut writer = match local.begin_part(&id, range).await {
+            Ok(writer) => writer,
+            Err(BlobError::PartInProgress) => return Err(ServiceError::PartInProgress(part_number)),
+            Err(BlobError::UploadSealed) => return Err(ServiceError::UploadCompleted(upload_id.to_owned())),
+            Err(BlobError::UploadGone) => return Err(self.gone(&upload).await),
+            Err(e) => return Err(e.into()),
+        };
+        // A rewrite must first stop the old record describing these bytes,
+        // durably, or a rewrite cut short would leave a record that lies.
+        if self.meta.has_part(&id, part_number).await? {
+            self.meta.forget_part(&id, part_number).await?;
+        }
+        let mut received = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| {
+                tracing::debug!(upload_id, part_number, error = %e, "part body broke off");
+                wrong_size(Some(received))
+            })?;
+            received += chunk.len() as u64;
+            writer.write(chunk).await.map_err(|e| match e {
+                BlobError::TooLong { .. } => wrong_size(None),
+                other => other.into(),
+            })?;
+        }
+        let digest = writer.finish().await.map_err(|e| match e {
+            BlobError::TooShort { received, .. } => wrong_size(Some(received)),
+            other => other.into(),
+        })?;
+        let token = self.token_key.token(&id, part_number, &digest);
+        let part =
+            RecordedPart { part_number, token: token.clone(), crc32c: digest.crc32c, num_bytes: digest.num_bytes };
+        self.meta.record_part(&id, &part, now_secs()).await.map_err(|e| upload_refusal(e, upload_id))?;
+        Ok(token)
+    }
+
+    /// Why an upload's storage is gone, per the metadata store.
+    async fn gone(&self, upload: &UploadRecord) -> ServiceError {
+        match self.meta.get_upload_for_part_put(&upload.upload_id).await {
+            Ok(Some(now)) => match self.usable(&now, now_secs()) {
+                Err(e) => e,
+                // Active per the metadata store but renamed by a complete
+                // that has not committed yet.
+                Ok(()) => ServiceError::CompleteUnderWay(upload.upload_id.to_string()),
+            },
+            Ok(None) => ServiceError::UploadNotFound(upload.upload_id.to_string()),
+            Err(e) => e.into(),
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! Starting a server: the data dir, the stores, the server secret, the
+//! bootstrap org, and the listener.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_blob::LocalDisk;
+use ferry_core::api_key::ApiKey;
+use ferry_core::presign::{MAX_URL_TTL_SECS, MIN_URL_TTL_SECS, PartUrlSigner};
+use ferry_core::secret::ServerSecret;
+use ferry_core::token::PartTokenKey;
+use ferry_core::upload::UploadPolicy;
+use ferry_meta::{MetadataStore, Sqlite};
+use tokio::net::TcpListener;
+
+use crate::service::{Service, Settings, now_secs};
+
+/// Every setting of `ferry serve` (spec §7), resolved.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    pub public_url: Option<String>,
+    pub database_url: Option<String>,
+    pub storage: Option<String>,
+    pub url_ttl_secs: u64,
+    pub part_size: u64,
+    pub upload_expiry_secs: u64,
+    pub max_simple_upload: u64,
+    pub max_upload_size: u64,
+    pub allowed_file_types: Vec<String>,
+    pub bootstrap_key: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("invalid setting: {0}")]
+    Setting(String),
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+    #[error("metadata store: {0}")]
+    Meta(#[from] ferry_meta::MetaError),
+}
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartupError {
+    let context = context.into();
+    move |source| StartupError::Io { context, source }
+}
+
+/// The name of the SQLite database inside the data dir.
+const DATABASE_FILE: &str = "ferry.db";
+const SECRET_FILE: &str = "server-secret";
+
+/// Opens the metadata store the settings name. Shared by `serve` and the
+/// admin commands, so both always see the same database.
+pub fn open_metadata(data_dir: &Path, database_url: Option<&str>) -> Result<Arc<dyn MetadataStore>, StartupError> {
+    let path = match database_url {
+        None => data_dir.join(DATABASE_FILE),
+        Some(url) => match url.strip_prefix("sqlite://") {
+            Some(path) => PathBuf::from(path),
+            None => {
+                return Err(StartupError::Setting(format!(
+                    "database URL `{url}` is not supported yet (use sqlite://PATH or leave it unset)"
+                )));
+            }
+        },
+    };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent).map_err(io(format!("creating {}", parent.display())))?;
+    }
+    Ok(Arc::new(Sqlite::open(&path)?))
+}
+
+/// Reads the server secret, creating it (mode 0600) on first start.
+fn load_or_create_secret(data_dir: &Path) -> Result<ServerSecret, StartupError> {
+    let path = data_dir.join(SECRET_FILE);
+    match fs::read_to_string(&path) {
+        Ok(text) => {
+            let mode = fs::metadata(&path).map_err(io("reading the server secret"))?.permissions().mode();
+            if mode & 0o077 != 0 {
+                tracing::warn!(path = %path.display(), "the server secret is readable by others; chmod 600 it");
+            }
+            ServerSecret::from_hex(&text).map_err(|e| StartupError::Setting(format!("{}: {e}", path.display())))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let secret = ServerSecret::generate();
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(io("creating the server secret"))?;
+            file.write_all(secret.to_hex().as_bytes())
+                .and_then(|()| file.sync_all())
+                .map_err(io("writing the server secret"))?;
+            Ok(secret)
+        }
+        Err(e) => Err(io("reading the server secret")(e)),
+    }
+}
+
+/// A server ready to accept connections.
+pub struct Server {
+    pub listener: TcpListener,
+    pub service: Arc<Service>,
+    /// The API key generated for the `default` org on first start, to be
+    /// shown once to the operator (and never logged).
+    pub generated_key: Option<String>,
+}
+
+impl Server {
+    pub async fn start(config: ServerConfig) -> Result<Self, StartupError> {
+        if !(MIN_URL_TTL_SECS..=MAX_URL_TTL_SECS).contains(&config.url_ttl_secs) {
+            return Err(StartupError::Setting(format!(
+                "url-ttl must be between {MIN_URL_TTL_SECS} and {MAX_URL_TTL_SECS} seconds"
+            )));
+        }
+        if let Some(storage) = config.storage.as_deref().filter(|s| Path::new(s) != config.data_dir) {
+            return Err(StartupError::Setting(format!(
+                "storage `{storage}` is not supported yet; leave it unset to store bytes in the data dir"
+            )));
+        }
+        let policy = UploadPolicy::new(config.max_upload_size, config.part_size, config.allowed_file_types.clone())
+            .map_err(|e| StartupError::Setting(e.to_string()))?;
+
+        fs::create_dir_all(&config.data_dir).map_err(io(format!("creating {}", config.data_dir.display())))?;
+        let meta = open_metadata(&config.data_dir, config.database_url.as_deref())?;
+        let secret = load_or_create_secret(&config.data_dir)?;
+        let disk = Arc::new(LocalDisk::open(&config.data_dir.join("blobs")).map_err(io("opening the blob store"))?);
+
+        let generated_key = bootstrap(meta.as_ref(), config.bootstrap_key.as_deref()).await?;
+
+        let listener =
+            TcpListener::bind(&config.listen).await.map_err(io(format!("listening on {}", config.listen)))?;
+        let address = listener.local_addr().map_err(io("reading the bound address"))?;
+        let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{address}"));
+        let settings = Settings {
+            public_url: public_url.trim_end_matches('/').to_owned(),
+            url_ttl: Duration::from_secs(config.url_ttl_secs),
+            upload_expiry: Duration::from_secs(config.upload_expiry_secs),
+            deletion_grace: Duration::from_secs(3600),
+        };
+        let service = Service {
+            meta,
+            blob: disk.clone(),
+            local_parts: Some(disk),
+            signer: PartUrlSigner::new(&secret),
+            token_key: PartTokenKey::new(&secret),
+            policy,
+            settings,
+        };
+        Ok(Self { listener, service: Arc::new(service), generated_key })
+    }
+
+    /// Serves until `shutdown` resolves, then lets requests in flight finish.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let app = crate::http::router(self.service);
+        axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await
+    }
+}
+
+/// On an empty store, creates the org `default` with the bootstrap key, or
+/// with a new key that is returned to be shown once.
+async fn bootstrap(meta: &dyn MetadataStore, bootstrap_key: Option<&str>) -> Result<Option<String>, StartupError> {
+    let (key, generated) = match bootstrap_key {
+        Some(text) => {
+            let key: ApiKey = text.parse().map_err(|e| StartupError::Setting(format!("FERRY_BOOTSTRAP_KEY: {e}")))?;
+            (key, false)
+        }
+        None => (ApiKey::generate(), true),
+    };
+    let created = meta.bootstrap("default", &key.key_id, &key.secret_hash(), now_secs()).await?;
+    Ok((created && generated).then(|| key.to_string()))
+}

@@ -1,0 +1,121 @@
+//! The command line. Every `serve` setting is a flag and an environment
+//! variable (spec §7); flags beat the environment, which beats the
+//! `--config` file, which beats the defaults.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "ferry", version, about = "A self-hostable file service for files of any size")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    ///
+    /// With nothing configured it stores everything in ./ferry-data and, on
+    /// first start, creates the org `default` and prints its API key once.
+    ///
+    /// Example: ferry serve --listen 0.0.0.0:8080 --public-url https://files.example.com
+    Serve(ServeArgs),
+    /// Manage orgs and API keys (works while the server runs).
+    ///
+    /// Example: ferry admin key create --org default
+    Admin(AdminArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// A TOML file with settings (the flags' long names, with `_` for `-`).
+    #[arg(long, env = "FERRY_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "FERRY_LISTEN")]
+    pub listen: Option<String>,
+    /// Where the database, the server secret and the bytes live [default: ./ferry-data].
+    #[arg(long, env = "FERRY_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The base of presigned part URLs as clients reach this server [default: http://LISTEN].
+    #[arg(long, env = "FERRY_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// The metadata database [default: ferry.db in the data dir].
+    #[arg(long, env = "FERRY_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Where file bytes are stored [default: the data dir].
+    #[arg(long, env = "FERRY_STORAGE")]
+    pub storage: Option<String>,
+    /// Lifetime of presigned part URLs, in seconds [default: 3600].
+    #[arg(long, env = "FERRY_URL_TTL")]
+    pub url_ttl: Option<u64>,
+    /// Preferred part size in bytes, at least 5 MiB [default: 8388608].
+    #[arg(long, env = "FERRY_PART_SIZE")]
+    pub part_size: Option<u64>,
+    /// Seconds without activity after which an upload expires [default: 604800].
+    #[arg(long, env = "FERRY_UPLOAD_EXPIRY")]
+    pub upload_expiry: Option<u64>,
+    /// Largest simple or base64 upload, in bytes [default: 536870912].
+    #[arg(long, env = "FERRY_MAX_SIMPLE_UPLOAD")]
+    pub max_simple_upload: Option<u64>,
+    /// Largest direct-to-cloud upload, in bytes [default: 268435456000 (250 GiB)].
+    #[arg(long, env = "FERRY_MAX_UPLOAD_SIZE")]
+    pub max_upload_size: Option<u64>,
+    /// Accepted file types, comma-separated [default: the contract's list].
+    #[arg(long, env = "FERRY_ALLOWED_FILE_TYPES", value_delimiter = ',')]
+    pub allowed_file_types: Option<Vec<String>>,
+}
+
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// The data dir of the server to administer [default: ./ferry-data].
+    #[arg(long, env = "FERRY_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// The server's metadata database, if not the one in the data dir.
+    #[arg(long, env = "FERRY_DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Manage orgs.
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrgCommand {
+    /// Create an org.
+    ///
+    /// Example: ferry admin org create research
+    Create { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Create an API key for an org and print it (alone, on stdout).
+    ///
+    /// Example: export FERRY_API_KEY=$(ferry admin key create --org research)
+    Create {
+        #[arg(long)]
+        org: String,
+    },
+    /// List an org's keys: ids and times, never the keys.
+    ///
+    /// Example: ferry admin key list --org research
+    List {
+        #[arg(long)]
+        org: String,
+    },
+    /// Revoke a key; requests with it are refused at once.
+    ///
+    /// Example: ferry admin key revoke key_01jfz8k2m4c5v6b7n8p9q0r1s2
+    Revoke { key_id: String },
+}

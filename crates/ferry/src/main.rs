@@ -1,0 +1,26 @@
+//! `ferry`: the server and its administration in one binary.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+mod admin;
+mod cli;
+mod config;
+mod serve;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let outcome = match cli.command {
+        cli::Command::Serve(args) => serve::run(args).await,
+        cli::Command::Admin(args) => admin::run(args).await,
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ferry: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! `ferry serve`.
+
+use anyhow::Context;
+use ferry_server::startup::Server;
+use tracing_subscriber::filter::Targets;
+
+use crate::cli::ServeArgs;
+
+/// Logs go to stderr, filtered by `FERRY_LOG` (for example
+/// `info,ferry::request=warn`); stdout carries only what the operator must
+/// read: the address and, on first start, the generated API key.
+fn init_logging() -> anyhow::Result<()> {
+    let filter: Targets =
+        std::env::var("FERRY_LOG").unwrap_or_else(|_| "info".into()).parse().context("parsing FERRY_LOG")?;
+    use tracing_subscriber::prelude::*;
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(false))
+        .with(filter)
+        .init();
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    init_logging()?;
+    let config = crate::config::resolve(args)?;
+    let data_dir = config.data_dir.clone();
+    let server = Server::start(config).await?;
+    let address = server.listener.local_addr()?;
+    if let Some(key) = &server.generated_key {
+        println!("Created the org `default`. Its API key, shown only this once:");
+        println!("  {key}");
+    }
+    println!("ferry listening on http://{address} (data in {})", data_dir.display());
+    tracing::info!(%address, data_dir = %data_dir.display(), "listening");
+    server.run(shutdown_signal()).await.context("serving")
+}

@@ -1,0 +1,44 @@
+//! Spec §3.6: abort.
+
+use serde_json::json;
+
+use crate::harness::*;
+
+#[tokio::test]
+async fn abort_answers_200_empty_frees_the_staging_file_and_can_repeat() {
+    let server = Server::start();
+    let client = server.client();
+    let data = bytes(PART + 1, 50);
+    let upload = client.start_upload("abort.bin", data.len()).await;
+    put_part(&upload.parts()[0], &data).await;
+    let staging = server.data_dir().join("blobs/staging").join(upload.id());
+    assert!(staging.exists());
+
+    let reply = client.abort(upload.id()).await;
+    reply.assert_ok_empty();
+    assert!(!staging.exists(), "the staging file is still there");
+    client.abort(upload.id()).await.assert_ok_empty();
+    // Without any body at all, too.
+    let bare = client.call(reqwest::Method::POST, &format!("/v0.5/files/uploads/{}/abort", upload.id()), None).await;
+    bare.assert_ok_empty();
+
+    client.part_urls(upload.id(), json!([0])).await.assert_error(404, "upload_not_found");
+    client.complete(upload.id(), json!([])).await.assert_error(404, "upload_not_found");
+    let body = json!({"filename": "abort.bin", "file_type": "application/octet-stream",
+                      "num_bytes": data.len(), "resume_if_started": true});
+    let fresh = client.post("/v0.5/files/uploads/initiate", body).await.assert_ok();
+    assert_eq!(fresh["is_resume"], false, "an aborted upload was resumed");
+}
+
+#[tokio::test]
+async fn abort_of_a_completed_upload_is_409_and_of_an_unknown_one_404() {
+    let server = Server::start();
+    let client = server.client();
+    let data = bytes(10, 51);
+    let upload = client.start_upload("kept.bin", data.len()).await;
+    let tokens = upload.put_all(&data).await;
+    client.complete(upload.id(), tokens).await.assert_ok();
+    client.abort(upload.id()).await.assert_error(409, "upload_completed");
+    assert_eq!(client.download("kept.bin").await.body, data);
+    client.abort("upl_01jfz8k2m4c5v6b7n8p9q0r1s2").await.assert_error(404, "upload_not_found");
+}

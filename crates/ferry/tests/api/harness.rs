@@ -1,0 +1,339 @@
+//! Starts the real `ferry` binary on port 0 in a temp dir and talks to it
+//! over HTTP, as a client would.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use ferry_core::api_key::ApiKey;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use sha2::Digest;
+
+pub const MIB: usize = 1024 * 1024;
+/// The smallest part size the server accepts; keeps multi-part tests small.
+pub const PART: usize = 5 * MIB;
+
+pub struct Server {
+    child: Child,
+    pub url: String,
+    pub key: String,
+    pub dir: PathBuf,
+    /// Keeps the temp dir alive for servers that own it.
+    _temp: Option<tempfile::TempDir>,
+    stdout: Vec<String>,
+}
+
+pub struct Options {
+    pub args: Vec<String>,
+    pub bootstrap_key: Option<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { args: vec!["--part-size".into(), PART.to_string()], bootstrap_key: Some(ApiKey::generate().to_string()) }
+    }
+}
+
+pub fn ferry() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ferry"))
+}
+
+impl Server {
+    pub fn start() -> Self {
+        Self::start_with(Options::default())
+    }
+
+    pub fn start_with(options: Options) -> Self {
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path().to_path_buf();
+        Self::start_in(&dir, options, Some(temp))
+    }
+
+    /// Starts a server on an existing data dir (a restart).
+    pub fn start_in(dir: &Path, options: Options, temp: Option<tempfile::TempDir>) -> Self {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("server.log")).unwrap();
+        let mut command = ferry();
+        command
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.join("data"))
+            .args(&options.args)
+            .env_remove("FERRY_BOOTSTRAP_KEY")
+            .stdout(Stdio::piped())
+            .stderr(log);
+        if let Some(key) = &options.bootstrap_key {
+            command.env("FERRY_BOOTSTRAP_KEY", key);
+        }
+        let mut child = command.spawn().unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut stdout = Vec::new();
+        let url = loop {
+            let Some(Ok(line)) = lines.next() else {
+                let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
+                panic!("the server exited before listening; stdout {stdout:?}; log:\n{log}");
+            };
+            if let Some(rest) = line.strip_prefix("ferry listening on ") {
+                break rest.split_whitespace().next().unwrap().to_owned();
+            }
+            stdout.push(line);
+        };
+        // Drain stdout so that a later line can never block the server.
+        std::thread::spawn(move || for _ in lines {});
+        let key = options
+            .bootstrap_key
+            .or_else(|| stdout.iter().find_map(|l| l.trim().strip_prefix("fry_").map(|k| format!("fry_{k}"))))
+            .unwrap_or_default();
+        Server { child, url, key, dir: dir.to_path_buf(), _temp: temp, stdout }
+    }
+
+    /// What the server printed on stdout before its listening line.
+    pub fn stdout(&self) -> &[String] {
+        &self.stdout
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap()
+    }
+
+    /// SIGKILL: no chance to clean up, as in a crash.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Takes the temp dir away from this server so it outlives it.
+    pub fn take_dir(&mut self) -> Option<tempfile::TempDir> {
+        self._temp.take()
+    }
+
+    pub fn admin(&self, args: &[&str]) -> std::process::Output {
+        ferry().arg("admin").arg("--data-dir").arg(self.data_dir()).args(args).output().unwrap()
+    }
+
+    pub fn client(&self) -> Client {
+        Client { http: http(), url: self.url.clone(), key: self.key.clone() }
+    }
+
+    pub fn client_with_key(&self, key: &str) -> Client {
+        Client { key: key.into(), ..self.client() }
+    }
+
+    /// Creates another org with its own key, through the admin command.
+    pub fn new_org(&self, name: &str) -> Client {
+        assert!(self.admin(&["org", "create", name]).status.success());
+        let out = self.admin(&["key", "create", "--org", name]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        self.client_with_key(String::from_utf8(out.stdout).unwrap().trim())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder().timeout(std::time::Duration::from_secs(120)).build().unwrap()
+}
+
+/// A response as a test looks at it.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The codes of an error envelope, checking its shape on the way.
+    pub fn error_codes(&self) -> Vec<String> {
+        let json = self.json();
+        let errors = json["errors"].as_array().unwrap_or_else(|| panic!("no envelope: {json}"));
+        assert!(!errors.is_empty());
+        errors
+            .iter()
+            .map(|e| {
+                assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "{e}");
+                assert!(e["suggestion"].is_string(), "{e}");
+                assert!(e["error_uid"].as_str().is_some_and(|u| u.starts_with("err-")), "{e}");
+                e["code"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    }
+
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(self.status.as_u16(), status, "{}", String::from_utf8_lossy(&self.body));
+        assert_eq!(self.error_codes(), vec![code.to_owned()]);
+    }
+
+    #[track_caller]
+    pub fn assert_ok(&self) -> Value {
+        assert_eq!(self.status, StatusCode::OK, "{}", String::from_utf8_lossy(&self.body));
+        self.json()
+    }
+}
+
+pub async fn reply(response: reqwest::Response) -> Reply {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.bytes().await.unwrap().to_vec();
+    Reply { status, headers, body }
+}
+
+/// An API client holding one org's key.
+#[derive(Clone)]
+pub struct Client {
+    pub http: reqwest::Client,
+    pub url: String,
+    pub key: String,
+}
+
+impl Client {
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+        let mut request = self.http.request(method, format!("{}{path}", self.url)).bearer_auth(&self.key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        reply(request.send().await.unwrap()).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn initiate(&self, name: &str, num_bytes: usize) -> Reply {
+        self.post(
+            "/v0.5/files/uploads/initiate",
+            json!({"filename": name, "file_type": "application/octet-stream", "num_bytes": num_bytes}),
+        )
+        .await
+    }
+
+    pub async fn start_upload(&self, name: &str, num_bytes: usize) -> Upload {
+        Upload(self.initiate(name, num_bytes).await.assert_ok())
+    }
+
+    pub async fn part_urls(&self, upload_id: &str, part_numbers: Value) -> Reply {
+        self.post(&format!("/v0.5/files/uploads/{upload_id}/parts/urls"), json!({"part_numbers": part_numbers})).await
+    }
+
+    pub async fn checkpoint(&self, upload_id: &str, parts: Value) -> Reply {
+        self.post(&format!("/v0.5/files/uploads/{upload_id}/parts/checkpoint"), json!({"parts": parts})).await
+    }
+
+    pub async fn complete(&self, upload_id: &str, parts: Value) -> Reply {
+        self.post(&format!("/v0.5/files/uploads/{upload_id}/complete"), json!({"parts": parts})).await
+    }
+
+    pub async fn complete_with_checksum(&self, upload_id: &str, parts: Value, checksum: &str) -> Reply {
+        let body = json!({"parts": parts, "integrity_checksum": checksum});
+        self.post(&format!("/v0.5/files/uploads/{upload_id}/complete"), body).await
+    }
+
+    pub async fn abort(&self, upload_id: &str) -> Reply {
+        self.post(&format!("/v0.5/files/uploads/{upload_id}/abort"), json!({})).await
+    }
+
+    pub async fn download(&self, file_id: &str) -> Reply {
+        self.call(Method::GET, &format!("/v0.5/files/download/{file_id}"), None).await
+    }
+
+    /// Uploads `bytes` as `name` through the whole workflow.
+    pub async fn upload(&self, name: &str, bytes: &[u8]) -> Value {
+        let upload = self.start_upload(name, bytes.len()).await;
+        let tokens = upload.put_all(bytes).await;
+        self.complete(upload.id(), tokens).await.assert_ok()
+    }
+}
+
+/// An initiate response.
+pub struct Upload(pub Value);
+
+impl Upload {
+    pub fn id(&self) -> &str {
+        self.0["upload_id"].as_str().unwrap()
+    }
+
+    pub fn parts(&self) -> &Vec<Value> {
+        self.0["parts"].as_array().unwrap()
+    }
+
+    pub fn url(&self, part_number: u64) -> &str {
+        let part = self.parts().iter().find(|p| p["part_number"] == part_number).unwrap();
+        part["url"].as_str().unwrap()
+    }
+
+    /// PUTs every part listed in this response; returns their tokens.
+    pub async fn put_all(&self, bytes: &[u8]) -> Value {
+        let mut tokens = Vec::new();
+        for part in self.parts() {
+            let n = part["part_number"].as_u64().unwrap();
+            tokens.push(json!({"part_number": n, "part_token": put_part(part, bytes).await}));
+        }
+        Value::Array(tokens)
+    }
+}
+
+/// The slice of `bytes` a part descriptor covers.
+pub fn slice<'a>(part: &Value, bytes: &'a [u8]) -> &'a [u8] {
+    let offset = part["offset"].as_u64().unwrap() as usize;
+    let length = part["length"].as_u64().unwrap() as usize;
+    &bytes[offset..offset + length]
+}
+
+pub async fn put(url: &str, body: Vec<u8>) -> Reply {
+    reply(http().put(url).body(body).send().await.unwrap()).await
+}
+
+/// PUTs a part's bytes and returns its ETag.
+pub async fn put_part(part: &Value, bytes: &[u8]) -> String {
+    let reply = put(part["url"].as_str().unwrap(), slice(part, bytes).to_vec()).await;
+    reply.assert_ok_empty();
+    reply.header("etag").unwrap().to_owned()
+}
+
+impl Reply {
+    #[track_caller]
+    pub fn assert_ok_empty(&self) {
+        assert_eq!(self.status, StatusCode::OK, "{}", String::from_utf8_lossy(&self.body));
+        assert!(self.body.is_empty());
+    }
+}
+
+/// Deterministic bytes that differ for each seed.
+pub fn bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
+pub fn sha256(bytes: &[u8]) -> Vec<u8> {
+    sha2::Sha256::digest(bytes).to_vec()
+}
+
+pub fn crc32c_base64(bytes: &[u8]) -> String {
+    ferry_core::checksum::Crc32c::of(bytes).to_base64()
+}

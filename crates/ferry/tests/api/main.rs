@@ -1,0 +1,15 @@
+//! The API as a client sees it: each test starts the real `ferry` binary on
+//! port 0 in a temp dir and drives it over HTTP. Modules follow the
+//! sections of `spec/files-api.md`.
+
+mod harness;
+
+mod abort;
+mod checkpoint;
+mod complete;
+mod errors;
+mod initiate;
+mod orgs;
+mod part_put;
+mod part_urls;
+mod restart;

@@ -1,0 +1,76 @@
+//! Orgs, keys and isolation.
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::harness::*;
+
+#[tokio::test]
+async fn another_orgs_ids_answer_404_on_every_route() {
+    let server = Server::start();
+    let owner = server.client();
+    let stranger = server.new_org("strangers");
+    let data = bytes(2 * PART, 60);
+    owner.upload("private.bin", &data).await;
+    let upload = owner.start_upload("open.bin", data.len()).await;
+    let tokens = upload.put_all(&data).await;
+    let id = upload.id();
+
+    stranger.part_urls(id, json!([0])).await.assert_error(404, "upload_not_found");
+    stranger.checkpoint(id, tokens.clone()).await.assert_error(404, "upload_not_found");
+    stranger.complete(id, tokens.clone()).await.assert_error(404, "upload_not_found");
+    stranger.abort(id).await.assert_error(404, "upload_not_found");
+    stranger.download("private.bin").await.assert_error(404, "file_not_found");
+    let head = stranger.call(Method::HEAD, "/v0.5/files/download/private.bin", None).await;
+    assert_eq!(head.status, 404);
+    // Resuming by name does not reach into another org either.
+    let body = json!({"filename": "open.bin", "file_type": "application/octet-stream",
+                      "num_bytes": data.len(), "resume_if_started": true});
+    assert_eq!(stranger.post("/v0.5/files/uploads/initiate", body).await.assert_ok()["is_resume"], false);
+
+    // The owner's upload was untouched by all of that.
+    owner.complete(id, tokens).await.assert_ok();
+    assert_eq!(owner.download("open.bin").await.body, data);
+}
+
+#[tokio::test]
+async fn admin_commands_manage_keys_while_the_server_runs() {
+    let server = Server::start();
+    let research = server.new_org("research");
+    research.initiate("a.bin", 10).await.assert_ok();
+
+    let list = server.admin(&["key", "list", "--org", "research"]);
+    assert!(list.status.success());
+    let listing = String::from_utf8(list.stdout).unwrap();
+    let key_id = format!("key_{}", &research.key[4..30]);
+    assert!(listing.contains(&key_id), "{listing}");
+    assert!(!listing.contains(&research.key[31..]), "the listing shows the secret");
+
+    let revoke = server.admin(&["key", "revoke", &key_id]);
+    assert!(revoke.status.success(), "{}", String::from_utf8_lossy(&revoke.stderr));
+    research.initiate("a.bin", 10).await.assert_error(401, "invalid_api_key");
+    assert!(String::from_utf8(server.admin(&["key", "list", "--org", "research"]).stdout).unwrap().contains("Z"));
+
+    let duplicate = server.admin(&["org", "create", "research"]);
+    assert!(!duplicate.status.success());
+    assert!(String::from_utf8_lossy(&duplicate.stderr).contains("already exists"));
+    assert!(!server.admin(&["key", "create", "--org", "nobody"]).status.success());
+}
+
+#[tokio::test]
+async fn keys_are_stored_only_as_hashes_and_never_logged() {
+    let server = Server::start();
+    let other = server.new_org("other");
+    server.client().initiate("a.bin", 10).await.assert_ok();
+    other.initiate("b.bin", 10).await.assert_ok();
+    let mut stored = Vec::new();
+    for name in ["ferry.db", "ferry.db-wal"] {
+        stored.extend(std::fs::read(server.data_dir().join(name)).unwrap_or_default());
+    }
+    let log = server.log();
+    for key in [&server.key, &other.key] {
+        let secret = &key[31..];
+        assert!(!stored.windows(secret.len()).any(|w| w == secret.as_bytes()), "a key is stored in the clear");
+        assert!(!log.contains(secret), "a key is in the log");
+    }
+}
