@@ -24,9 +24,24 @@ mod uploads;
 
 use error::ApiError;
 
-/// The whole application: every route, with logging outermost so that even
-/// a panic or an unknown route gets its line.
+/// The whole application.
 pub fn router(service: Arc<Service>) -> Router {
+    let routes = Router::new()
+        .route(paths::INITIATE_UPLOAD, post(uploads::initiate))
+        .route(paths::PART_URLS, post(uploads::part_urls))
+        .route(paths::CHECKPOINT, post(uploads::checkpoint))
+        .route(paths::COMPLETE_UPLOAD, post(uploads::complete))
+        .route(paths::ABORT_UPLOAD, post(uploads::abort))
+        .route(paths::PART_DATA, put(parts::put_part))
+        .route(paths::DOWNLOAD, get(files::download))
+        .route(paths::HEALTH, get(files::health))
+        .with_state(service);
+    with_layers(routes)
+}
+
+/// What every route gets, with logging outermost so that even a panic or an
+/// unknown route gets its line.
+fn with_layers(routes: Router) -> Router {
     // Browsers PUT parts straight from a page and read the ETag; API calls
     // carry a bearer key, not cookies, so any origin may make them.
     let cors = CorsLayer::new()
@@ -36,15 +51,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .expose_headers([ETAG, CONTENT_LENGTH, HeaderName::from_static("x-request-id")])
         .max_age(Duration::from_secs(3600));
 
-    Router::new()
-        .route(paths::INITIATE_UPLOAD, post(uploads::initiate))
-        .route(paths::PART_URLS, post(uploads::part_urls))
-        .route(paths::CHECKPOINT, post(uploads::checkpoint))
-        .route(paths::COMPLETE_UPLOAD, post(uploads::complete))
-        .route(paths::ABORT_UPLOAD, post(uploads::abort))
-        .route(paths::PART_DATA, put(parts::put_part))
-        .route(paths::DOWNLOAD, get(files::download))
-        .route(paths::HEALTH, get(files::health))
+    routes
         .route_layer(from_fn(log::record_route))
         .fallback(|| async {
             ApiError::new(ErrorCode::RouteNotFound, "no such route", "Check the path; API routes start with /v0.5.")
@@ -55,5 +62,32 @@ pub fn router(service: Arc<Service>) -> Router {
         .layer(cors)
         .layer(CatchPanicLayer::custom(log::panic_response))
         .layer(from_fn(log::log_requests))
-        .with_state(service)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A panic inside a handler reaches the client as a 500 in the envelope,
+    /// and the server goes on answering.
+    async fn boom() -> &'static str {
+        panic!("boom")
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_in_the_envelope() {
+        let app = with_layers(Router::new().route("/boom", get(boom)).route("/fine", get(|| async { "fine" })));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let response = reqwest::get(format!("{url}/boom")).await.unwrap();
+        assert_eq!(response.status(), 500);
+        let body: ferry_api::ErrorResponse = response.json().await.unwrap();
+        assert_eq!(body.errors.len(), 1);
+        assert_eq!(body.errors[0].code, ErrorCode::InternalError);
+        assert!(body.errors[0].error_uid.starts_with("err-"));
+        assert!(!body.errors[0].message.contains("boom"), "internals leaked to the client");
+        assert_eq!(reqwest::get(format!("{url}/fine")).await.unwrap().text().await.unwrap(), "fine");
+    }
 }

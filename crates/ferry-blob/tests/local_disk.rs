@@ -1,0 +1,140 @@
+//! The embedded blob store on a real temp dir.
+
+use bytes::Bytes;
+use ferry_blob::{BlobError, BlobStore, LocalDisk};
+use ferry_core::blob_key::BlobKey;
+use ferry_core::checksum::Crc32c;
+use ferry_core::ids::{FileUid, UploadId};
+use ferry_core::plan::PartPlan;
+use futures_util::TryStreamExt;
+
+const MIB: usize = 1024 * 1024;
+
+fn data(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 % 251) as u8).collect()
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    root: std::path::PathBuf,
+    disk: LocalDisk,
+    upload: UploadId,
+    file: FileUid,
+    plan: PartPlan,
+    bytes: Vec<u8>,
+}
+
+async fn fixture(len: usize) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("blobs");
+    let disk = LocalDisk::open(&root).unwrap();
+    let upload = UploadId::generate();
+    disk.create_upload(&upload, len as u64).await.unwrap();
+    let plan = PartPlan::new(len as u64, 5 * MIB as u64).unwrap();
+    Fixture { _dir: dir, root, disk, upload, file: FileUid::generate(), plan, bytes: data(len) }
+}
+
+impl Fixture {
+    /// Writes part `n` in uneven chunks, as a network would deliver it.
+    async fn put(&self, n: u32) -> Crc32c {
+        let range = self.plan.part(n).unwrap();
+        let mut writer = self.disk.begin_part(&self.upload, range).await.unwrap();
+        let part = &self.bytes[range.offset as usize..range.end() as usize];
+        for chunk in part.chunks(70_001) {
+            writer.write(Bytes::copy_from_slice(chunk)).await.unwrap();
+        }
+        let digest = writer.finish().await.unwrap();
+        assert_eq!(digest.num_bytes, range.length);
+        digest.crc32c
+    }
+
+    async fn read(&self, range: std::ops::Range<u64>) -> Vec<u8> {
+        let stream = self.disk.read(&self.file, range).await.unwrap();
+        stream.try_collect::<Vec<Bytes>>().await.unwrap().concat()
+    }
+
+    fn staging(&self) -> std::path::PathBuf {
+        self.root.join("staging").join(self.upload.to_string())
+    }
+}
+
+#[tokio::test]
+async fn parts_land_in_place_and_complete_turns_them_into_the_file() {
+    let f = fixture(12 * MIB + 3).await;
+    // Out of order, as parallel clients send them.
+    let crcs = [f.put(2).await, f.put(0).await, f.put(1).await];
+    assert_eq!(crcs[1], Crc32c::of(&f.bytes[..5 * MIB]));
+    let combined = Crc32c::combine_all([crcs[1], crcs[2], crcs[0]].into_iter().zip(f.plan.parts().map(|r| r.length)));
+    assert_eq!(combined, Crc32c::of(&f.bytes));
+
+    f.disk.complete_upload(&f.upload, &f.file).await.unwrap();
+    assert!(!f.staging().exists());
+    assert_eq!(f.read(0..f.bytes.len() as u64).await, f.bytes);
+    assert_eq!(f.read(5..5 * MIB as u64 + 7).await, &f.bytes[5..5 * MIB + 7]);
+    // Completing again (a retry after a crash before the commit) is fine.
+    f.disk.complete_upload(&f.upload, &f.file).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_body_too_long_is_refused_and_nothing_lands_past_the_part() {
+    let f = fixture(10 * MIB).await;
+    let range = f.plan.part(0).unwrap();
+    let mut writer = f.disk.begin_part(&f.upload, range).await.unwrap();
+    writer.write(Bytes::from(vec![7u8; 5 * MIB - 1])).await.unwrap();
+    let refused = writer.write(Bytes::from(vec![7u8; 2])).await;
+    assert!(matches!(refused, Err(BlobError::TooLong { .. })), "{refused:?}");
+    drop(writer);
+    let staging = std::fs::read(f.staging()).unwrap();
+    assert!(staging[5 * MIB..].iter().all(|&b| b == 0), "bytes were written past the part");
+}
+
+#[tokio::test]
+async fn a_body_too_short_is_refused_at_the_end() {
+    let f = fixture(10 * MIB).await;
+    let mut writer = f.disk.begin_part(&f.upload, f.plan.part(1).unwrap()).await.unwrap();
+    writer.write(Bytes::from(vec![1u8; 100])).await.unwrap();
+    let refused = writer.finish().await;
+    assert!(matches!(refused, Err(BlobError::TooShort { received: 100, .. })), "{refused:?}");
+}
+
+#[tokio::test]
+async fn one_part_takes_one_writer_at_a_time_and_complete_waits_for_none() {
+    let f = fixture(10 * MIB).await;
+    let first = f.disk.begin_part(&f.upload, f.plan.part(0).unwrap()).await.unwrap();
+    let second = f.disk.begin_part(&f.upload, f.plan.part(0).unwrap()).await;
+    assert!(matches!(second, Err(BlobError::PartInProgress)));
+    // Another part is free.
+    drop(f.disk.begin_part(&f.upload, f.plan.part(1).unwrap()).await.unwrap());
+    // A complete never renames a file a writer is writing into.
+    let complete = f.disk.complete_upload(&f.upload, &f.file).await;
+    assert!(matches!(complete, Err(BlobError::PartInProgress)), "{complete:?}");
+    drop(first);
+    f.put(0).await;
+    f.put(1).await;
+    f.disk.complete_upload(&f.upload, &f.file).await.unwrap();
+    // And after it, no writer gets in.
+    let late = f.disk.begin_part(&f.upload, f.plan.part(0).unwrap()).await;
+    assert!(matches!(late, Err(BlobError::UploadGone)), "{:?}", late.err());
+}
+
+#[tokio::test]
+async fn abort_frees_the_staging_file_and_any_uncommitted_file() {
+    let f = fixture(MIB).await;
+    f.put(0).await;
+    f.disk.complete_upload(&f.upload, &f.file).await.unwrap();
+    let file = f.root.join("files").join(f.file.to_string());
+    assert!(file.exists());
+    f.disk.abort_upload(&f.upload, &f.file).await.unwrap();
+    assert!(!file.exists() && !f.staging().exists());
+    // Deleting what is gone succeeds: the deletion queue may retry.
+    f.disk.delete(&BlobKey::Upload(f.upload, f.file)).await.unwrap();
+    f.disk.delete(&BlobKey::File(f.file)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_new_upload_never_reuses_an_existing_staging_file() {
+    let f = fixture(MIB).await;
+    let again = f.disk.create_upload(&f.upload, 10).await;
+    assert!(again.is_err());
+    assert_eq!(std::fs::metadata(f.staging()).unwrap().len(), MIB as u64);
+}

@@ -1,0 +1,246 @@
+//! What every metadata store must do. Each test is written once against
+//! `&dyn MetadataStore`; `backends!` runs it against each implementation.
+
+use std::sync::Arc;
+
+use ferry_core::blob_key::BlobKey;
+use ferry_core::checksum::Crc32c;
+use ferry_core::file::FileStatus;
+use ferry_core::ids::{FileUid, KeyId, OrgId, UploadId};
+use ferry_core::token::PartToken;
+use ferry_core::upload::{RecordedPart, TokenClaim, UploadState};
+use ferry_meta::{AbortOutcome, MetaError, MetadataStore, Registration, Sqlite, UploadRecord};
+
+struct Backend {
+    store: Arc<dyn MetadataStore>,
+    _dir: tempfile::TempDir,
+}
+
+fn sqlite() -> Backend {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Sqlite::open(&dir.path().join("ferry.db")).unwrap();
+    Backend { store: Arc::new(store), _dir: dir }
+}
+
+macro_rules! backends {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let backend = super::sqlite();
+                    super::$test(backend.store.clone()).await;
+                }
+            )*
+        }
+    };
+}
+
+backends!(
+    bootstrap_happens_once,
+    keys_are_found_listed_and_revoked,
+    uploads_are_scoped_to_their_org,
+    resume_finds_the_newest_active_upload,
+    parts_are_recorded_only_while_the_upload_is_active,
+    checkpoints_are_all_or_nothing,
+    of_racing_completes_exactly_one_wins,
+    registering_a_taken_name_displaces_the_old_file_into_the_deletion_queue,
+    a_corrupt_file_never_displaces_a_good_one,
+    abort_is_idempotent_and_queues_the_uploads_storage,
+);
+
+const NOW: i64 = 1_800_000_000;
+
+async fn org(store: &dyn MetadataStore, name: &str) -> OrgId {
+    store.create_org(name, NOW).await.unwrap().org_id
+}
+
+fn upload(org: OrgId, name: &str, created_at: i64) -> UploadRecord {
+    UploadRecord {
+        upload_id: UploadId::generate(),
+        org_id: org,
+        file_uid: FileUid::generate(),
+        file_name: name.into(),
+        file_type: "text/csv".into(),
+        num_bytes: 12 << 20,
+        part_size: 5 << 20,
+        state: UploadState::Active,
+        created_at,
+        last_activity_at: created_at,
+    }
+}
+
+fn part(n: u32, token: &str) -> RecordedPart {
+    RecordedPart { part_number: n, token: PartToken::from_wire(token), crc32c: Crc32c(n + 1), num_bytes: 5 << 20 }
+}
+
+fn claim(n: u32, token: &str) -> TokenClaim {
+    TokenClaim { part_number: n, token: PartToken::from_wire(token) }
+}
+
+fn registration(org: OrgId, upload: &UploadRecord, status: FileStatus) -> Registration {
+    Registration {
+        org_id: org,
+        upload_id: upload.upload_id,
+        status,
+        checksum_crc32c: Crc32c(42),
+        now: NOW,
+        delete_displaced_after: NOW + 3600,
+    }
+}
+
+async fn bootstrap_happens_once(store: Arc<dyn MetadataStore>) {
+    let key = KeyId::generate();
+    assert!(store.bootstrap("default", &key, b"hash", NOW).await.unwrap());
+    assert!(!store.bootstrap("default", &KeyId::generate(), b"other", NOW).await.unwrap());
+    let org = store.find_org("default").await.unwrap().unwrap();
+    assert_eq!(store.find_api_key(&key).await.unwrap().unwrap().org_id, org.org_id);
+    assert!(matches!(store.create_org("default", NOW).await, Err(MetaError::OrgExists(_))));
+}
+
+async fn keys_are_found_listed_and_revoked(store: Arc<dyn MetadataStore>) {
+    let org = org(store.as_ref(), "research").await;
+    let (a, b) = (KeyId::generate(), KeyId::generate());
+    store.create_api_key(&org, &a, &[1; 32], NOW).await.unwrap();
+    store.create_api_key(&org, &b, &[2; 32], NOW + 1).await.unwrap();
+    let keys = store.list_api_keys(&org).await.unwrap();
+    assert_eq!(keys.iter().map(|k| k.key_id).collect::<Vec<_>>(), [a, b]);
+    assert_eq!(keys[0].secret_hash, vec![1; 32]);
+    assert!(store.revoke_api_key(&a, NOW + 5).await.unwrap());
+    assert!(store.revoke_api_key(&a, NOW + 9).await.unwrap());
+    assert_eq!(store.find_api_key(&a).await.unwrap().unwrap().revoked_at, Some(NOW + 5));
+    assert!(!store.revoke_api_key(&KeyId::generate(), NOW).await.unwrap());
+}
+
+async fn uploads_are_scoped_to_their_org(store: Arc<dyn MetadataStore>) {
+    let (mine, theirs) = (org(store.as_ref(), "mine").await, org(store.as_ref(), "theirs").await);
+    let u = upload(mine, "a.csv", NOW);
+    store.insert_upload(&u).await.unwrap();
+    assert_eq!(store.get_upload(&mine, &u.upload_id).await.unwrap(), Some(u.clone()));
+    assert_eq!(store.get_upload(&theirs, &u.upload_id).await.unwrap(), None);
+    assert_eq!(store.find_resumable_upload(&theirs, "a.csv").await.unwrap(), None);
+    assert!(matches!(store.abort_upload(&theirs, &u.upload_id, NOW).await, Err(MetaError::UploadNotFound)));
+    let r = store.complete_upload(&registration(theirs, &u, FileStatus::Registered)).await;
+    assert!(matches!(r, Err(MetaError::UploadNotFound)), "{r:?}");
+    assert_eq!(store.get_upload_for_part_put(&u.upload_id).await.unwrap(), Some(u));
+}
+
+async fn resume_finds_the_newest_active_upload(store: Arc<dyn MetadataStore>) {
+    let org = org(store.as_ref(), "o").await;
+    let (old, new) = (upload(org, "a.csv", NOW), upload(org, "a.csv", NOW + 10));
+    store.insert_upload(&old).await.unwrap();
+    store.insert_upload(&new).await.unwrap();
+    assert_eq!(store.find_resumable_upload(&org, "a.csv").await.unwrap().unwrap().upload_id, new.upload_id);
+    store.abort_upload(&org, &new.upload_id, NOW).await.unwrap();
+    assert_eq!(store.find_resumable_upload(&org, "a.csv").await.unwrap().unwrap().upload_id, old.upload_id);
+}
+
+async fn parts_are_recorded_only_while_the_upload_is_active(store: Arc<dyn MetadataStore>) {
+    let org = org(store.as_ref(), "o").await;
+    let u = upload(org, "a.csv", NOW);
+    store.insert_upload(&u).await.unwrap();
+    store.record_part(&u.upload_id, &part(1, "t1"), NOW + 7).await.unwrap();
+    assert!(store.has_part(&u.upload_id, 1).await.unwrap());
+    assert_eq!(store.get_upload(&org, &u.upload_id).await.unwrap().unwrap().last_activity_at, NOW + 7);
+    store.record_part(&u.upload_id, &part(1, "t1b"), NOW).await.unwrap();
+    assert_eq!(store.list_parts(&u.upload_id).await.unwrap()[&1].token, PartToken::from_wire("t1b"));
+    store.forget_part(&u.upload_id, 1).await.unwrap();
+    assert!(!store.has_part(&u.upload_id, 1).await.unwrap());
+
+    store.abort_upload(&org, &u.upload_id, NOW).await.unwrap();
+    let late = store.record_part(&u.upload_id, &part(0, "t0"), NOW).await;
+    assert!(matches!(late, Err(MetaError::UploadNotActive(UploadState::Aborted))), "{late:?}");
+    let unknown = store.record_part(&UploadId::generate(), &part(0, "t0"), NOW).await;
+    assert!(matches!(unknown, Err(MetaError::UploadNotFound)), "{unknown:?}");
+}
+
+async fn checkpoints_are_all_or_nothing(store: Arc<dyn MetadataStore>) {
+    let org = org(store.as_ref(), "o").await;
+    let u = upload(org, "a.csv", NOW);
+    store.insert_upload(&u).await.unwrap();
+    store.record_part(&u.upload_id, &part(0, "t0"), NOW).await.unwrap();
+    store.record_part(&u.upload_id, &part(1, "t1"), NOW).await.unwrap();
+    let refused = store.checkpoint(&org, &u.upload_id, &[claim(0, "t0"), claim(1, "bad")], NOW).await.unwrap();
+    assert_eq!(refused.unwrap_err().invalid_tokens, [1]);
+    assert!(store.list_checkpoints(&u.upload_id).await.unwrap().is_empty());
+    let done = store.checkpoint(&org, &u.upload_id, &[claim(0, "t0"), claim(1, "t1"), claim(0, "t0")], NOW).await;
+    assert_eq!(done.unwrap(), Ok(2));
+    assert_eq!(store.list_checkpoints(&u.upload_id).await.unwrap().len(), 2);
+}
+
+async fn of_racing_completes_exactly_one_wins(store: Arc<dyn MetadataStore>) {
+    let org = org(store.as_ref(), "o").await;
+    for _ in 0..10 {
+        let u = upload(org, "race.csv", NOW);
+        store.insert_upload(&u).await.unwrap();
+        let racers: Vec<_> = (0..8)
+            .map(|_| {
+                let (store, r) = (store.clone(), registration(org, &u, FileStatus::Registered));
+                tokio::spawn(async move { store.complete_upload(&r).await })
+            })
+            .collect();
+        let mut wins = 0;
+        for racer in racers {
+            match racer.await.unwrap() {
+                Ok(_) => wins += 1,
+                Err(MetaError::UploadNotActive(UploadState::Completed)) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(wins, 1);
+        assert_eq!(store.get_file(&org, "race.csv").await.unwrap().unwrap().file_uid, u.file_uid);
+    }
+}
+
+async fn registering_a_taken_name_displaces_the_old_file_into_the_deletion_queue(store: Arc<dyn MetadataStore>) {
+    let org = org(store.as_ref(), "o").await;
+    let (first, second) = (upload(org, "a.csv", NOW), upload(org, "a.csv", NOW));
+    for u in [&first, &second] {
+        store.insert_upload(u).await.unwrap();
+    }
+    let a = store.complete_upload(&registration(org, &first, FileStatus::Registered)).await.unwrap();
+    let b = store.complete_upload(&registration(org, &second, FileStatus::Registered)).await.unwrap();
+    assert_eq!((a.displaced, b.displaced), (None, Some(first.file_uid)));
+    assert_eq!(b.file.file_index, a.file.file_index + 1);
+    assert_eq!(store.get_file(&org, "a.csv").await.unwrap().unwrap().file_uid, second.file_uid);
+    // Queued, but not due until the grace delay has passed.
+    assert!(store.due_blob_deletions(NOW, 10).await.unwrap().is_empty());
+    let due = store.due_blob_deletions(NOW + 3600, 10).await.unwrap();
+    assert_eq!(due.iter().map(|d| d.blob_key).collect::<Vec<_>>(), [BlobKey::File(first.file_uid)]);
+    store.finish_blob_deletion(due[0].id).await.unwrap();
+    assert!(store.due_blob_deletions(NOW + 3600, 10).await.unwrap().is_empty());
+}
+
+async fn a_corrupt_file_never_displaces_a_good_one(store: Arc<dyn MetadataStore>) {
+    let org = org(store.as_ref(), "o").await;
+    let (good, bad) = (upload(org, "a.csv", NOW), upload(org, "a.csv", NOW));
+    for u in [&good, &bad] {
+        store.insert_upload(u).await.unwrap();
+    }
+    store.complete_upload(&registration(org, &good, FileStatus::Registered)).await.unwrap();
+    let corrupt = store.complete_upload(&registration(org, &bad, FileStatus::Corrupt)).await.unwrap();
+    assert!(!corrupt.holds_name);
+    assert_eq!(store.get_file(&org, "a.csv").await.unwrap().unwrap().file_uid, good.file_uid);
+    let due = store.due_blob_deletions(NOW, 10).await.unwrap();
+    assert_eq!(due.iter().map(|d| d.blob_key).collect::<Vec<_>>(), [BlobKey::File(bad.file_uid)]);
+}
+
+async fn abort_is_idempotent_and_queues_the_uploads_storage(store: Arc<dyn MetadataStore>) {
+    let org = org(store.as_ref(), "o").await;
+    let u = upload(org, "a.csv", NOW);
+    store.insert_upload(&u).await.unwrap();
+    store.record_part(&u.upload_id, &part(0, "t0"), NOW).await.unwrap();
+    let AbortOutcome::Aborted { deletion } = store.abort_upload(&org, &u.upload_id, NOW).await.unwrap() else {
+        panic!("the first abort found nothing to abort");
+    };
+    assert_eq!(store.abort_upload(&org, &u.upload_id, NOW).await.unwrap(), AbortOutcome::AlreadyAborted);
+    assert!(store.list_parts(&u.upload_id).await.unwrap().is_empty());
+    let due = store.due_blob_deletions(NOW, 10).await.unwrap();
+    assert_eq!((due[0].id, due[0].blob_key), (deletion, BlobKey::Upload(u.upload_id, u.file_uid)));
+
+    let done = upload(org, "b.csv", NOW);
+    store.insert_upload(&done).await.unwrap();
+    store.complete_upload(&registration(org, &done, FileStatus::Registered)).await.unwrap();
+    let refused = store.abort_upload(&org, &done.upload_id, NOW).await;
+    assert!(matches!(refused, Err(MetaError::UploadNotActive(UploadState::Completed))), "{refused:?}");
+}
