@@ -12,4 +12,5 @@ mod initiate;
 mod orgs;
 mod part_put;
 mod part_urls;
+mod readme;
 mod restart;
