@@ -95,7 +95,7 @@ pub enum ServiceError {
     UploadCompleted(String),
     #[error("upload `{0}` is being completed by another request")]
     CompleteUnderWay(String),
-    #[error("upload `{upload_id}` has file_type `{file_type}` and num_bytes {num_bytes}")]
+    #[error("upload `{upload_id}` of this name is in progress with file_type `{file_type}` and num_bytes {num_bytes}")]
     UploadConflict { upload_id: String, file_type: String, num_bytes: u64 },
     #[error("part {0} is being uploaded by another request")]
     PartInProgress(u32),
@@ -155,9 +155,11 @@ pub(crate) fn rfc3339(unix_secs: u64) -> String {
 impl Service {
     /// The org an `Authorization` header's bearer key belongs to.
     pub async fn authenticate(&self, authorization: Option<&str>) -> Result<OrgId> {
+        // The scheme is case-insensitive (RFC 9110 §11.1).
         let key: ApiKey = authorization
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .and_then(|k| k.trim().parse().ok())
+            .and_then(|h| h.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .and_then(|(_, key)| key.trim().parse().ok())
             .ok_or(ServiceError::InvalidApiKey)?;
         match self.meta.find_api_key(&key.key_id).await? {
             Some(record) if record.revoked_at.is_none() && key.matches(&record.secret_hash) => Ok(record.org_id),

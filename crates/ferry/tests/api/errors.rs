@@ -106,6 +106,13 @@ async fn missing_malformed_or_unknown_keys_are_401() {
     let no_header =
         reply(http().post(format!("{}/v0.5/files/uploads/initiate", server.url)).send().await.unwrap()).await;
     no_header.assert_error(401, "invalid_api_key");
+    // The scheme is case-insensitive; the key is not.
+    let url = format!("{}/v0.5/files/uploads/initiate", server.url);
+    let body = json!({"filename": "a", "file_type": "text/csv", "num_bytes": 1});
+    let lower = http().post(&url).header("authorization", format!("bearer {}", server.key)).json(&body);
+    reply(lower.send().await.unwrap()).await.assert_ok();
+    let basic = http().post(&url).header("authorization", format!("Basic {}", server.key)).json(&body);
+    reply(basic.send().await.unwrap()).await.assert_error(401, "invalid_api_key");
 }
 
 #[tokio::test]
