@@ -43,6 +43,8 @@ pub enum ErrorCode {
     RouteNotFound,
     /// The path exists but not with this method (also outside the table).
     MethodNotAllowed,
+    /// A `Range` no byte of the file satisfies (also outside the table).
+    RangeNotSatisfiable,
     UploadCompleted,
     UploadConflict,
     PartUploadInProgress,
@@ -52,7 +54,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    const ALL: [ErrorCode; 25] = {
+    const ALL: [ErrorCode; 26] = {
         use ErrorCode::*;
         [
             MissingParameter,
@@ -74,6 +76,7 @@ impl ErrorCode {
             FileNotFound,
             RouteNotFound,
             MethodNotAllowed,
+            RangeNotSatisfiable,
             UploadCompleted,
             UploadConflict,
             PartUploadInProgress,
@@ -105,6 +108,7 @@ impl ErrorCode {
             FileNotFound => "file_not_found",
             RouteNotFound => "route_not_found",
             MethodNotAllowed => "method_not_allowed",
+            RangeNotSatisfiable => "range_not_satisfiable",
             UploadCompleted => "upload_completed",
             UploadConflict => "upload_conflict",
             PartUploadInProgress => "part_upload_in_progress",
@@ -134,6 +138,7 @@ impl ErrorCode {
             MethodNotAllowed => 405,
             UploadCompleted | UploadConflict | PartUploadInProgress => 409,
             FileTooLarge => 413,
+            RangeNotSatisfiable => 416,
             RateLimited => 429,
             CapacityReached => 507,
             InternalError => 500,

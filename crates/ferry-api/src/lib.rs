@@ -7,6 +7,7 @@
 //! error (`invalid_part_number`, `invalid_file_size`) rather than a type error.
 
 pub mod error;
+pub mod files;
 pub mod paths;
 pub mod uploads;
 

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::files::FileAttributes;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InitiateUploadRequest {
     pub filename: String,
@@ -85,19 +87,4 @@ pub struct CompleteUploadResponse {
     /// `Registered` (the contract spells it this way here).
     pub file_status: String,
     pub file_attributes: FileAttributes,
-}
-
-/// What was extracted from a file's content. Only the status exists until
-/// attribute extraction lands.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileAttributes {
-    pub metadata_status: MetadataStatus,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MetadataStatus {
-    NotExtracted,
-    Extracted,
-    Failed,
 }

@@ -12,6 +12,7 @@ use std::pin::Pin;
 use async_trait::async_trait;
 use bytes::Bytes;
 use ferry_core::blob_key::BlobKey;
+use ferry_core::checksum::PartDigest;
 use ferry_core::ids::{FileUid, UploadId};
 use futures_core::Stream;
 
@@ -37,6 +38,9 @@ pub enum BlobError {
     NotFound,
     #[error("blob store I/O failure: {0}")]
     Io(#[from] std::io::Error),
+    /// The stream of bytes to store failed (the client's body broke off).
+    #[error("the bytes to store could not be read: {0}")]
+    Source(std::io::Error),
 }
 
 impl BlobError {
@@ -56,6 +60,9 @@ pub type Result<T, E = BlobError> = std::result::Result<T, E>;
 /// A file's bytes as they stream out of the store.
 pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
 
+/// Bytes to store, as they arrive.
+pub type ByteSource<'a> = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send + 'a>>;
+
 #[async_trait]
 pub trait BlobStore: Send + Sync + 'static {
     /// Whether the store can be reached (for health checks).
@@ -70,6 +77,11 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Turns an upload's parts into the file `file_uid`. Idempotent: after
     /// a crash between this and the metadata commit, calling it again is safe.
     async fn complete_upload(&self, upload_id: &UploadId, file_uid: &FileUid) -> Result<()>;
+
+    /// Stores a whole file of at most `max_len` bytes from a stream. The
+    /// file exists under `file_uid` only once all its bytes are durable; on
+    /// any failure nothing is left under that name.
+    async fn write_file(&self, file_uid: &FileUid, max_len: u64, bytes: ByteSource<'_>) -> Result<PartDigest>;
 
     /// Frees an upload's storage, including a file it may have become if a
     /// complete got this far but was never committed.

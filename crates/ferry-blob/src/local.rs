@@ -26,11 +26,12 @@ use ferry_core::blob_key::BlobKey;
 use ferry_core::checksum::{PartDigest, PartHasher};
 use ferry_core::ids::{FileUid, UploadId};
 use ferry_core::plan::PartRange;
+use futures_util::StreamExt;
 use tokio::io::AsyncReadExt;
 use tokio::task::spawn_blocking;
 use tokio_util::io::ReaderStream;
 
-use crate::{BlobError, BlobStore, ByteStream, Result};
+use crate::{BlobError, BlobStore, ByteSource, ByteStream, Result};
 
 /// Bytes gathered before one positioned write: big enough that syscalls
 /// are few, small enough that 64 concurrent PUTs stay within a few MiB each.
@@ -62,6 +63,11 @@ impl Shared {
 
     fn file_path(&self, file_uid: &FileUid) -> PathBuf {
         self.files.join(file_uid.to_string())
+    }
+
+    /// Where a file written whole (a simple upload) waits until it is.
+    fn staging_path_of_file(&self, file_uid: &FileUid) -> PathBuf {
+        self.staging.join(file_uid.to_string())
     }
 
     fn activity(&self) -> std::sync::MutexGuard<'_, HashMap<UploadId, Activity>> {
@@ -129,22 +135,16 @@ impl LocalDisk {
             Err(e) => Err(BlobError::from_io(e)),
         })
         .await?;
-        Ok(PartWriter {
-            state: Some(Box::new(WriterState {
-                file,
-                range,
-                written: 0,
-                hasher: PartHasher::default(),
-                buffer: Vec::with_capacity(WRITE_BUFFER),
-                _guard: guard,
-            })),
+        Ok(PartWriter(Writer {
+            sink: Some(Sink::new(file, range.offset, Some(guard))),
             received: 0,
-        })
+            limit: range.length,
+        }))
     }
 }
 
 /// Holds a part's place among the PUTs in flight; dropping it frees the
-/// place. It lives inside the writer's state, which travels into each
+/// place. It lives inside the writer's sink, which travels into each
 /// blocking write, so the place is held until the last write has landed,
 /// even if the client went away and the request was dropped mid-write.
 struct PartGuard {
@@ -174,87 +174,113 @@ impl Drop for CompleteGuard {
     }
 }
 
-struct WriterState {
+/// Bytes on their way into one file at one offset: buffered, hashed and
+/// written with positioned writes on a blocking thread.
+struct Sink {
     file: File,
-    range: PartRange,
+    offset: u64,
     written: u64,
     hasher: PartHasher,
     buffer: Vec<u8>,
-    _guard: PartGuard,
+    /// A part's place among the PUTs in flight, released when the sink is.
+    _guard: Option<PartGuard>,
 }
 
-impl WriterState {
-    /// Writes the buffer at its place in the part and hashes it.
+impl Sink {
+    fn new(file: File, offset: u64, guard: Option<PartGuard>) -> Box<Self> {
+        Box::new(Self {
+            file,
+            offset,
+            written: 0,
+            hasher: PartHasher::default(),
+            buffer: Vec::with_capacity(WRITE_BUFFER),
+            _guard: guard,
+        })
+    }
+
+    /// Writes the buffer at its place and hashes it.
     fn flush(&mut self) -> Result<()> {
         if self.buffer.is_empty() {
             return Ok(());
         }
-        self.file.write_all_at(&self.buffer, self.range.offset + self.written).map_err(BlobError::from_io)?;
+        self.file.write_all_at(&self.buffer, self.offset + self.written).map_err(BlobError::from_io)?;
         self.hasher.update(&self.buffer);
         self.written += self.buffer.len() as u64;
         self.buffer.clear();
         Ok(())
+    }
+
+    fn flush_and_sync(&mut self) -> Result<()> {
+        self.flush()?;
+        self.file.sync_data().map_err(BlobError::from_io)
+    }
+}
+
+/// Streams bytes into a [`Sink`], at most `limit` of them.
+struct Writer {
+    /// `None` only while a blocking write holds it, or after a failure.
+    sink: Option<Box<Sink>>,
+    received: u64,
+    limit: u64,
+}
+
+impl Writer {
+    /// Takes the next chunk. A chunk that would run past the limit is
+    /// refused whole: nothing is ever written past it.
+    async fn write(&mut self, chunk: Bytes) -> Result<()> {
+        self.received += chunk.len() as u64;
+        if self.received > self.limit {
+            return Err(BlobError::TooLong { expected: self.limit });
+        }
+        let sink = self.sink.as_mut().ok_or(BlobError::UploadGone)?;
+        sink.buffer.extend_from_slice(&chunk);
+        if sink.buffer.len() >= WRITE_BUFFER {
+            self.run(Sink::flush).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes what is buffered, makes it durable and returns the digest.
+    async fn finish(&mut self) -> Result<PartDigest> {
+        self.run(Sink::flush_and_sync).await?;
+        Ok(self.sink.as_ref().ok_or(BlobError::UploadGone)?.hasher.finish())
+    }
+
+    async fn run(&mut self, f: impl FnOnce(&mut Sink) -> Result<()> + Send + 'static) -> Result<()> {
+        let mut sink = self.sink.take().ok_or(BlobError::UploadGone)?;
+        let (sink, outcome) = spawn_blocking(move || {
+            let outcome = f(&mut sink);
+            (sink, outcome)
+        })
+        .await
+        .map_err(|e| BlobError::Io(std::io::Error::other(e)))?;
+        if outcome.is_ok() {
+            self.sink = Some(sink);
+        }
+        outcome
     }
 }
 
 /// Streams one part's bytes into place. Feed it with [`PartWriter::write`],
 /// then call [`PartWriter::finish`]; dropping it without finishing leaves
 /// the part not uploaded.
-pub struct PartWriter {
-    /// `None` only while a blocking write holds it, or after a failure.
-    state: Option<Box<WriterState>>,
-    received: u64,
-}
+pub struct PartWriter(Writer);
 
 impl PartWriter {
-    fn length(&self) -> Result<u64> {
-        self.state.as_ref().map(|s| s.range.length).ok_or(BlobError::UploadGone)
-    }
-
-    /// Takes the next chunk of the body. A chunk that would run past the
-    /// part's length is refused whole: nothing is ever written past it.
+    /// Takes the next chunk of the body; refuses one that would run past
+    /// the part's length.
     pub async fn write(&mut self, chunk: Bytes) -> Result<()> {
-        let expected = self.length()?;
-        self.received += chunk.len() as u64;
-        if self.received > expected {
-            return Err(BlobError::TooLong { expected });
-        }
-        let state = self.state.as_mut().ok_or(BlobError::UploadGone)?;
-        state.buffer.extend_from_slice(&chunk);
-        if state.buffer.len() >= WRITE_BUFFER {
-            self.run(WriterState::flush).await?;
-        }
-        Ok(())
+        self.0.write(chunk).await
     }
 
     /// Writes what is buffered and makes the part durable. Checks the body
     /// was exactly the part's length.
     pub async fn finish(mut self) -> Result<PartDigest> {
-        let expected = self.length()?;
-        if self.received != expected {
-            return Err(BlobError::TooShort { received: self.received, expected });
+        let expected = self.0.limit;
+        if self.0.received != expected {
+            return Err(BlobError::TooShort { received: self.0.received, expected });
         }
-        self.run(|state| {
-            state.flush()?;
-            state.file.sync_data().map_err(BlobError::from_io)
-        })
-        .await?;
-        let state = self.state.as_ref().ok_or(BlobError::UploadGone)?;
-        Ok(state.hasher.finish())
-    }
-
-    async fn run(&mut self, f: impl FnOnce(&mut WriterState) -> Result<()> + Send + 'static) -> Result<()> {
-        let mut state = self.state.take().ok_or(BlobError::UploadGone)?;
-        let (state, outcome) = spawn_blocking(move || {
-            let outcome = f(&mut state);
-            (state, outcome)
-        })
-        .await
-        .map_err(|e| BlobError::Io(std::io::Error::other(e)))?;
-        if outcome.is_ok() {
-            self.state = Some(state);
-        }
-        outcome
+        self.0.finish().await
     }
 }
 
@@ -320,6 +346,35 @@ impl BlobStore for LocalDisk {
         .await
     }
 
+    async fn write_file(&self, file_uid: &FileUid, max_len: u64, mut bytes: ByteSource<'_>) -> Result<PartDigest> {
+        // Written aside under the file's uid, renamed into place once whole.
+        let partial = self.shared.staging_path_of_file(file_uid);
+        let path = partial.clone();
+        let file =
+            blocking(move || OpenOptions::new().write(true).create_new(true).open(path).map_err(BlobError::from_io))
+                .await?;
+        let mut writer = Writer { sink: Some(Sink::new(file, 0, None)), received: 0, limit: max_len };
+        let written = async {
+            while let Some(chunk) = bytes.next().await {
+                writer.write(chunk.map_err(BlobError::Source)?).await?;
+            }
+            writer.finish().await
+        }
+        .await;
+        let (to, dir) = (self.shared.file_path(file_uid), self.shared.files.clone());
+        blocking(move || {
+            let placed = written.and_then(|digest| {
+                fs::rename(&partial, &to).and_then(|()| sync_dir(&dir)).map_err(BlobError::from_io)?;
+                Ok(digest)
+            });
+            if placed.is_err() {
+                let _ = fs::remove_file(&partial);
+            }
+            placed
+        })
+        .await
+    }
+
     async fn abort_upload(&self, upload_id: &UploadId, file_uid: &FileUid) -> Result<()> {
         self.delete(&BlobKey::Upload(*upload_id, *file_uid)).await
     }
@@ -327,7 +382,8 @@ impl BlobStore for LocalDisk {
     async fn delete(&self, key: &BlobKey) -> Result<()> {
         let paths = match key {
             BlobKey::Upload(upload, file) => vec![self.shared.staging_path(upload), self.shared.file_path(file)],
-            BlobKey::File(file) => vec![self.shared.file_path(file)],
+            // A simple upload cut short leaves its bytes aside, under the uid.
+            BlobKey::File(file) => vec![self.shared.file_path(file), self.shared.staging_path_of_file(file)],
         };
         let dirs = [self.shared.staging.clone(), self.shared.files.clone()];
         blocking(move || {

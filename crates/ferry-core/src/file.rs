@@ -32,3 +32,26 @@ impl FileStatus {
         self != Self::Corrupt
     }
 }
+
+/// Whether a file's attributes (image size, CSV shape, ...) were extracted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetadataStatus {
+    NotExtracted,
+    Extracted,
+    /// Extraction failed; the file itself is whole and downloadable.
+    Failed,
+}
+
+impl MetadataStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotExtracted => "not_extracted",
+            Self::Extracted => "extracted",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::NotExtracted, Self::Extracted, Self::Failed].into_iter().find(|s| s.as_str() == text)
+    }
+}

@@ -6,6 +6,7 @@
 //! and reused by the server, the metadata and blob stores and the client.
 
 pub mod api_key;
+pub mod base64_stream;
 pub mod blob_key;
 pub mod checksum;
 pub mod file;
@@ -13,6 +14,7 @@ pub mod ids;
 pub mod names;
 pub mod plan;
 pub mod presign;
+pub mod range;
 pub mod secret;
 pub mod token;
 pub mod upload;

@@ -22,6 +22,22 @@ pub const DEFAULT_FILE_TYPES: &[&str] = &[
     "application/octet-stream",
 ];
 
+/// The type a file name's extension suggests, among the default types.
+pub fn file_type_from_name(file_name: &str) -> Option<&'static str> {
+    let (_, extension) = file_name.rsplit_once('.')?;
+    Some(match extension.to_ascii_lowercase().as_str() {
+        "jpg" | "jpeg" => "image/jpeg",
+        "png" => "image/png",
+        "mp4" => "video/mp4",
+        "txt" => "text/plain",
+        "csv" => "text/csv",
+        "json" => "application/json",
+        "jsonl" | "ndjson" => "application/x-ndjson",
+        "parquet" => "application/x-parquet",
+        _ => return None,
+    })
+}
+
 /// Where an upload is in its life. Only an active upload takes parts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UploadState {
@@ -75,13 +91,17 @@ impl UploadPolicy {
         &self.allowed_file_types
     }
 
+    pub fn allows(&self, file_type: &str) -> bool {
+        self.allowed_file_types.iter().any(|t| t == file_type)
+    }
+
     /// Checks a new upload and plans its parts, listing every problem.
     pub fn plan(&self, file_name: &str, file_type: &str, num_bytes: u64) -> Result<PartPlan, Vec<InitiateProblem>> {
         let mut problems = Vec::new();
         if let Err(e) = validate_file_name(file_name) {
             problems.push(InitiateProblem::FileName(e));
         }
-        if !self.allowed_file_types.iter().any(|t| t == file_type) {
+        if !self.allows(file_type) {
             problems.push(InitiateProblem::FileType(file_type.to_owned()));
         }
         if !(1..=self.max_file_size).contains(&num_bytes) {
@@ -289,6 +309,14 @@ mod tests {
         let problems =
             check_checkpoint(&plan(), &recorded(), &[claim(0, "a"), claim(1, "x"), claim(3, "c")]).unwrap_err();
         assert_eq!(problems, ClaimProblems { out_of_range: vec![3], invalid_tokens: vec![1], ..Default::default() });
+    }
+
+    #[test]
+    fn extensions_suggest_types() {
+        assert_eq!(file_type_from_name("a.CSV"), Some("text/csv"));
+        assert_eq!(file_type_from_name("rows.jsonl"), Some("application/x-ndjson"));
+        assert_eq!(file_type_from_name("noext"), None);
+        assert_eq!(file_type_from_name("a.exe"), None);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use ferry_core::blob_key::BlobKey;
 use ferry_core::checksum::Crc32c;
-use ferry_core::file::FileStatus;
+use ferry_core::file::{FileStatus, MetadataStatus};
 use ferry_core::ids::{FileUid, KeyId, OrgId, UploadId};
 use ferry_core::plan::PartPlan;
 use ferry_core::upload::{ClaimProblems, RecordedPart, TokenClaim, UploadState};
@@ -96,6 +96,30 @@ pub struct FileRecord {
     /// Position in the org's listing; assigned at registration.
     pub file_index: u64,
     pub created_at: UnixSeconds,
+    pub metadata_status: MetadataStatus,
+    /// The extracted attributes as JSON text, opaque to the store.
+    pub attributes: Option<String>,
+}
+
+/// A file stored without an upload (a simple upload), ready to register.
+#[derive(Debug, Clone)]
+pub struct NewFile {
+    pub file_uid: FileUid,
+    pub org_id: OrgId,
+    pub file_name: String,
+    pub file_type: String,
+    pub num_bytes: u64,
+    pub checksum_crc32c: Crc32c,
+}
+
+/// An org's totals over the files that hold names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStats {
+    pub num_files: u64,
+    pub num_bytes: u64,
+    pub num_ingested: u64,
+    /// When a file was last registered, ingested or deleted.
+    pub last_updated: UnixSeconds,
 }
 
 /// What completing an upload registers.
@@ -205,11 +229,76 @@ pub trait MetadataStore: Send + Sync + 'static {
 
     // Files.
 
+    /// Registers a file stored without an upload, and removes the deletion
+    /// queue entry `guard` that covered its bytes while they were written.
+    async fn register_file(
+        &self,
+        file: &NewFile,
+        guard: BlobDeletionId,
+        now: UnixSeconds,
+        delete_displaced_after: UnixSeconds,
+    ) -> Result<Registered>;
     /// The file that holds `file_name` in the org.
     async fn get_file(&self, org_id: &OrgId, file_name: &str) -> Result<Option<FileRecord>>;
+    /// The org's files that hold names, by `file_index`, optionally of one
+    /// type, from position `offset`.
+    async fn list_files(
+        &self,
+        org_id: &OrgId,
+        file_type: Option<&str>,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<FileRecord>>;
+    async fn file_stats(&self, org_id: &OrgId) -> Result<FileStats>;
+    /// Frees the name and queues the bytes for deletion no earlier than
+    /// `delete_after`. Returns the file that held the name, if any.
+    async fn delete_file(
+        &self,
+        org_id: &OrgId,
+        file_name: &str,
+        now: UnixSeconds,
+        delete_after: UnixSeconds,
+    ) -> Result<Option<FileRecord>>;
+
+    // Attribute extraction.
+
+    /// Leases one just-registered file for extraction (the fast path, right
+    /// after registration). `None` if it is taken, done or deleted.
+    async fn claim_file_to_ingest(
+        &self,
+        file_uid: &FileUid,
+        now: UnixSeconds,
+        lease_secs: i64,
+    ) -> Result<Option<FileRecord>>;
+    /// Leases files waiting for extraction, or whose extractor's lease ran out.
+    async fn claim_files_to_ingest(&self, now: UnixSeconds, lease_secs: i64, limit: usize) -> Result<Vec<FileRecord>>;
+    /// Records the outcome of an extraction; the file becomes ingested.
+    async fn finish_ingest(
+        &self,
+        file_uid: &FileUid,
+        metadata_status: MetadataStatus,
+        attributes: Option<&str>,
+        now: UnixSeconds,
+    ) -> Result<()>;
+
+    // The janitor's work.
+
+    /// Aborts active uploads idle since before `idle_before`, queueing
+    /// their storage for deletion. Returns the ones it aborted.
+    async fn expire_idle_uploads(
+        &self,
+        idle_before: UnixSeconds,
+        now: UnixSeconds,
+        limit: usize,
+    ) -> Result<Vec<UploadId>>;
+    /// How many uploads are active (for metrics).
+    async fn count_active_uploads(&self) -> Result<u64>;
 
     // The blob deletion queue.
 
-    async fn due_blob_deletions(&self, now: UnixSeconds, limit: usize) -> Result<Vec<BlobDeletion>>;
+    async fn enqueue_blob_deletion(&self, key: &BlobKey, not_before: UnixSeconds) -> Result<BlobDeletionId>;
+    /// Leases due entries for `lease_secs`; an entry whose lease ran out
+    /// (its janitor died) is due again.
+    async fn claim_blob_deletions(&self, now: UnixSeconds, lease_secs: i64, limit: usize) -> Result<Vec<BlobDeletion>>;
     async fn finish_blob_deletion(&self, id: BlobDeletionId) -> Result<()>;
 }

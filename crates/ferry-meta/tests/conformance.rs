@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use ferry_core::blob_key::BlobKey;
 use ferry_core::checksum::Crc32c;
-use ferry_core::file::FileStatus;
+use ferry_core::file::{FileStatus, MetadataStatus};
 use ferry_core::ids::{FileUid, KeyId, OrgId, UploadId};
 use ferry_core::token::PartToken;
 use ferry_core::upload::{RecordedPart, TokenClaim, UploadState};
-use ferry_meta::{AbortOutcome, MetaError, MetadataStore, Registration, Sqlite, UploadRecord};
+use ferry_meta::{AbortOutcome, MetaError, MetadataStore, NewFile, Registration, Sqlite, UploadRecord};
 
 struct Backend {
     store: Arc<dyn MetadataStore>,
@@ -47,6 +47,12 @@ backends!(
     registering_a_taken_name_displaces_the_old_file_into_the_deletion_queue,
     a_corrupt_file_never_displaces_a_good_one,
     abort_is_idempotent_and_queues_the_uploads_storage,
+    a_claimed_deletion_is_not_handed_out_again_until_its_lease_ends,
+    idle_uploads_expire_into_the_deletion_queue,
+    a_simple_upload_registers_and_clears_its_guard,
+    deleting_a_file_frees_the_name_and_queues_the_bytes,
+    listing_is_by_file_index_filtered_and_paged,
+    files_are_ingested_once_and_a_dead_extractors_files_come_back,
 );
 
 const NOW: i64 = 1_800_000_000;
@@ -204,11 +210,11 @@ async fn registering_a_taken_name_displaces_the_old_file_into_the_deletion_queue
     assert_eq!(b.file.file_index, a.file.file_index + 1);
     assert_eq!(store.get_file(&org, "a.csv").await.unwrap().unwrap().file_uid, second.file_uid);
     // Queued, but not due until the grace delay has passed.
-    assert!(store.due_blob_deletions(NOW, 10).await.unwrap().is_empty());
-    let due = store.due_blob_deletions(NOW + 3600, 10).await.unwrap();
+    assert!(store.claim_blob_deletions(NOW, 60, 10).await.unwrap().is_empty());
+    let due = store.claim_blob_deletions(NOW + 3600, 60, 10).await.unwrap();
     assert_eq!(due.iter().map(|d| d.blob_key).collect::<Vec<_>>(), [BlobKey::File(first.file_uid)]);
     store.finish_blob_deletion(due[0].id).await.unwrap();
-    assert!(store.due_blob_deletions(NOW + 3600, 10).await.unwrap().is_empty());
+    assert!(store.claim_blob_deletions(NOW + 7200, 60, 10).await.unwrap().is_empty());
 }
 
 async fn a_corrupt_file_never_displaces_a_good_one(store: Arc<dyn MetadataStore>) {
@@ -221,7 +227,7 @@ async fn a_corrupt_file_never_displaces_a_good_one(store: Arc<dyn MetadataStore>
     let corrupt = store.complete_upload(&registration(org, &bad, FileStatus::Corrupt)).await.unwrap();
     assert!(!corrupt.holds_name);
     assert_eq!(store.get_file(&org, "a.csv").await.unwrap().unwrap().file_uid, good.file_uid);
-    let due = store.due_blob_deletions(NOW, 10).await.unwrap();
+    let due = store.claim_blob_deletions(NOW, 60, 10).await.unwrap();
     assert_eq!(due.iter().map(|d| d.blob_key).collect::<Vec<_>>(), [BlobKey::File(bad.file_uid)]);
 }
 
@@ -235,7 +241,7 @@ async fn abort_is_idempotent_and_queues_the_uploads_storage(store: Arc<dyn Metad
     };
     assert_eq!(store.abort_upload(&org, &u.upload_id, NOW).await.unwrap(), AbortOutcome::AlreadyAborted);
     assert!(store.list_parts(&u.upload_id).await.unwrap().is_empty());
-    let due = store.due_blob_deletions(NOW, 10).await.unwrap();
+    let due = store.claim_blob_deletions(NOW, 60, 10).await.unwrap();
     assert_eq!((due[0].id, due[0].blob_key), (deletion, BlobKey::Upload(u.upload_id, u.file_uid)));
 
     let done = upload(org, "b.csv", NOW);
@@ -243,4 +249,114 @@ async fn abort_is_idempotent_and_queues_the_uploads_storage(store: Arc<dyn Metad
     store.complete_upload(&registration(org, &done, FileStatus::Registered)).await.unwrap();
     let refused = store.abort_upload(&org, &done.upload_id, NOW).await;
     assert!(matches!(refused, Err(MetaError::UploadNotActive(UploadState::Completed))), "{refused:?}");
+}
+
+async fn a_claimed_deletion_is_not_handed_out_again_until_its_lease_ends(store: Arc<dyn MetadataStore>) {
+    let key = BlobKey::File(FileUid::generate());
+    let id = store.enqueue_blob_deletion(&key, NOW).await.unwrap();
+    assert!(store.claim_blob_deletions(NOW - 1, 60, 10).await.unwrap().is_empty(), "handed out before due");
+    let first = store.claim_blob_deletions(NOW, 60, 10).await.unwrap();
+    assert_eq!(first.iter().map(|d| d.id).collect::<Vec<_>>(), [id]);
+    assert!(store.claim_blob_deletions(NOW + 59, 60, 10).await.unwrap().is_empty(), "handed out twice");
+    // Its janitor died: once the lease ends another takes it.
+    assert_eq!(store.claim_blob_deletions(NOW + 60, 60, 10).await.unwrap()[0].blob_key, key);
+}
+
+async fn idle_uploads_expire_into_the_deletion_queue(store: Arc<dyn MetadataStore>) {
+    let org = org(store.as_ref(), "o").await;
+    let (idle, busy) = (upload(org, "idle.csv", NOW), upload(org, "busy.csv", NOW));
+    for u in [&idle, &busy] {
+        store.insert_upload(u).await.unwrap();
+    }
+    store.touch_upload(&busy.upload_id, NOW + 100).await.unwrap();
+    assert_eq!(store.count_active_uploads().await.unwrap(), 2);
+    let expired = store.expire_idle_uploads(NOW + 50, NOW + 200, 10).await.unwrap();
+    assert_eq!(expired, [idle.upload_id]);
+    assert_eq!(store.get_upload(&org, &idle.upload_id).await.unwrap().unwrap().state, UploadState::Aborted);
+    assert_eq!(store.count_active_uploads().await.unwrap(), 1);
+    let due = store.claim_blob_deletions(NOW + 200, 60, 10).await.unwrap();
+    assert_eq!(due.iter().map(|d| d.blob_key).collect::<Vec<_>>(), [BlobKey::Upload(idle.upload_id, idle.file_uid)]);
+}
+
+fn new_file(org: OrgId, name: &str, file_type: &str) -> NewFile {
+    NewFile {
+        file_uid: FileUid::generate(),
+        org_id: org,
+        file_name: name.into(),
+        file_type: file_type.into(),
+        num_bytes: 10,
+        checksum_crc32c: Crc32c(7),
+    }
+}
+
+async fn a_simple_upload_registers_and_clears_its_guard(store: Arc<dyn MetadataStore>) {
+    let org = org(store.as_ref(), "o").await;
+    let file = new_file(org, "a.csv", "text/csv");
+    let guard = store.enqueue_blob_deletion(&BlobKey::File(file.file_uid), NOW + 86_400).await.unwrap();
+    let registered = store.register_file(&file, guard, NOW, NOW + 60).await.unwrap();
+    assert!(registered.holds_name);
+    assert_eq!(store.get_file(&org, "a.csv").await.unwrap().unwrap().status, FileStatus::Registered);
+    assert!(store.claim_blob_deletions(NOW + 86_400, 60, 10).await.unwrap().is_empty(), "the guard outlived the file");
+}
+
+async fn deleting_a_file_frees_the_name_and_queues_the_bytes(store: Arc<dyn MetadataStore>) {
+    let org = org(store.as_ref(), "o").await;
+    let file = new_file(org, "a.csv", "text/csv");
+    let guard = store.enqueue_blob_deletion(&BlobKey::File(file.file_uid), NOW).await.unwrap();
+    store.register_file(&file, guard, NOW, NOW).await.unwrap();
+    let deleted = store.delete_file(&org, "a.csv", NOW + 5, NOW + 65).await.unwrap().unwrap();
+    assert_eq!(deleted.file_uid, file.file_uid);
+    assert_eq!(store.get_file(&org, "a.csv").await.unwrap(), None);
+    assert_eq!(store.delete_file(&org, "a.csv", NOW + 6, NOW + 66).await.unwrap(), None);
+    let stats = store.file_stats(&org).await.unwrap();
+    assert_eq!((stats.num_files, stats.num_bytes, stats.last_updated), (0, 0, NOW + 5));
+    assert!(store.claim_blob_deletions(NOW + 64, 60, 10).await.unwrap().is_empty());
+    let due = store.claim_blob_deletions(NOW + 65, 60, 10).await.unwrap();
+    assert_eq!(due.iter().map(|d| d.blob_key).collect::<Vec<_>>(), [BlobKey::File(file.file_uid)]);
+}
+
+async fn listing_is_by_file_index_filtered_and_paged(store: Arc<dyn MetadataStore>) {
+    let (org, other) = (org(store.as_ref(), "o").await, org(store.as_ref(), "other").await);
+    let names = ["a.csv", "b.png", "c.csv", "d.csv", "e.png"];
+    for (i, name) in names.iter().enumerate() {
+        let file_type = if name.ends_with("csv") { "text/csv" } else { "image/png" };
+        let file = new_file(org, name, file_type);
+        let guard = store.enqueue_blob_deletion(&BlobKey::File(file.file_uid), NOW).await.unwrap();
+        store.register_file(&file, guard, NOW + i as i64, NOW).await.unwrap();
+    }
+    let file = new_file(other, "z.csv", "text/csv");
+    let guard = store.enqueue_blob_deletion(&BlobKey::File(file.file_uid), NOW).await.unwrap();
+    store.register_file(&file, guard, NOW, NOW).await.unwrap();
+    store.delete_file(&org, "c.csv", NOW + 9, NOW).await.unwrap();
+
+    let listed = |files: Vec<ferry_meta::FileRecord>| files.into_iter().map(|f| f.file_name).collect::<Vec<_>>();
+    assert_eq!(listed(store.list_files(&org, None, 0, 100).await.unwrap()), ["a.csv", "b.png", "d.csv", "e.png"]);
+    assert_eq!(listed(store.list_files(&org, None, 1, 2).await.unwrap()), ["b.png", "d.csv"]);
+    assert_eq!(listed(store.list_files(&org, Some("text/csv"), 0, 100).await.unwrap()), ["a.csv", "d.csv"]);
+    let stats = store.file_stats(&org).await.unwrap();
+    assert_eq!((stats.num_files, stats.num_bytes, stats.num_ingested), (4, 40, 0));
+    assert_eq!(store.file_stats(&other).await.unwrap().num_files, 1);
+}
+
+async fn files_are_ingested_once_and_a_dead_extractors_files_come_back(store: Arc<dyn MetadataStore>) {
+    let org = org(store.as_ref(), "o").await;
+    let (a, b) = (new_file(org, "a.csv", "text/csv"), new_file(org, "b.csv", "text/csv"));
+    for file in [&a, &b] {
+        let guard = store.enqueue_blob_deletion(&BlobKey::File(file.file_uid), NOW).await.unwrap();
+        store.register_file(file, guard, NOW, NOW).await.unwrap();
+    }
+    let claimed = store.claim_file_to_ingest(&a.file_uid, NOW, 60).await.unwrap().unwrap();
+    assert_eq!(claimed.status, FileStatus::Ingesting);
+    assert_eq!(store.claim_file_to_ingest(&a.file_uid, NOW, 60).await.unwrap(), None);
+    // The sweep takes only b: a is leased.
+    let swept = store.claim_files_to_ingest(NOW + 1, 60, 10).await.unwrap();
+    assert_eq!(swept.iter().map(|f| f.file_uid).collect::<Vec<_>>(), [b.file_uid]);
+    store.finish_ingest(&b.file_uid, MetadataStatus::Extracted, Some("{\"num_rows\":3}"), NOW + 2).await.unwrap();
+    let done = store.get_file(&org, "b.csv").await.unwrap().unwrap();
+    assert_eq!((done.status, done.metadata_status), (FileStatus::Ingested, MetadataStatus::Extracted));
+    assert_eq!(done.attributes.as_deref(), Some("{\"num_rows\":3}"));
+    assert_eq!(store.file_stats(&org).await.unwrap().num_ingested, 1);
+    // a's extractor never finished: after its lease a sweep takes it again.
+    let again = store.claim_files_to_ingest(NOW + 60, 60, 10).await.unwrap();
+    assert_eq!(again.iter().map(|f| f.file_uid).collect::<Vec<_>>(), [a.file_uid]);
 }

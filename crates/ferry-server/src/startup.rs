@@ -17,7 +17,7 @@ use ferry_core::upload::UploadPolicy;
 use ferry_meta::{MetadataStore, Sqlite};
 use tokio::net::TcpListener;
 
-use crate::service::{Service, Settings, now_secs};
+use crate::service::{Extractor, Service, Settings, now_secs};
 
 /// Every setting of `ferry serve` (spec §7), resolved.
 #[derive(Debug, Clone)]
@@ -34,6 +34,9 @@ pub struct ServerConfig {
     pub max_upload_size: u64,
     pub allowed_file_types: Vec<String>,
     pub bootstrap_key: Option<String>,
+    pub deletion_grace_secs: u64,
+    pub janitor_interval_secs: u64,
+    pub shutdown_timeout_secs: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +113,12 @@ pub struct Server {
     /// The API key generated for the `default` org on first start, to be
     /// shown once to the operator (and never logged).
     pub generated_key: Option<String>,
+    timing: Timing,
+}
+
+struct Timing {
+    janitor_interval: Duration,
+    shutdown_timeout: Duration,
 }
 
 impl Server {
@@ -142,9 +151,12 @@ impl Server {
             public_url: public_url.trim_end_matches('/').to_owned(),
             url_ttl: Duration::from_secs(config.url_ttl_secs),
             upload_expiry: Duration::from_secs(config.upload_expiry_secs),
-            deletion_grace: Duration::from_secs(3600),
+            deletion_grace: Duration::from_secs(config.deletion_grace_secs),
+            max_simple_upload: config.max_simple_upload,
         };
+        let extractor = Extractor { meta: meta.clone(), blob: disk.clone() };
         let service = Service {
+            extractor,
             meta,
             blob: disk.clone(),
             local_parts: Some(disk),
@@ -153,13 +165,39 @@ impl Server {
             policy,
             settings,
         };
-        Ok(Self { listener, service: Arc::new(service), generated_key })
+        let timing = Timing {
+            janitor_interval: Duration::from_secs(config.janitor_interval_secs.max(1)),
+            shutdown_timeout: Duration::from_secs(config.shutdown_timeout_secs),
+        };
+        Ok(Self { listener, service: Arc::new(service), generated_key, timing })
     }
 
-    /// Serves until `shutdown` resolves, then lets requests in flight finish.
+    /// Serves until `shutdown` resolves, then stops accepting and gives the
+    /// requests in flight (part PUTs included) up to the shutdown timeout to
+    /// finish. The janitor runs beside it from the first moment, which also
+    /// picks up whatever a crash left behind.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let janitor = tokio::spawn(self.service.clone().run_janitor(self.timing.janitor_interval));
         let app = crate::http::router(self.service);
-        axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await
+        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let signal = async move {
+            shutdown.await;
+            let _ = stopping_tx.send(());
+        };
+        let serving = axum::serve(self.listener, app).with_graceful_shutdown(signal).into_future();
+        let timeout = self.timing.shutdown_timeout;
+        let outcome = tokio::select! {
+            outcome = serving => outcome,
+            () = async {
+                let _ = stopping_rx.await;
+                tokio::time::sleep(timeout).await;
+            } => {
+                tracing::warn!(?timeout, "requests still in flight after the shutdown timeout; stopping anyway");
+                Ok(())
+            }
+        };
+        janitor.abort();
+        outcome
     }
 }
 

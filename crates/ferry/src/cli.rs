@@ -21,7 +21,7 @@ pub enum Command {
     /// first start, creates the org `default` and prints its API key once.
     ///
     /// Example: ferry serve --listen 0.0.0.0:8080 --public-url https://files.example.com
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage orgs and API keys (works while the server runs).
     ///
     /// Example: ferry admin key create --org default
@@ -66,6 +66,15 @@ pub struct ServeArgs {
     /// Accepted file types, comma-separated [default: the contract's list].
     #[arg(long, env = "FERRY_ALLOWED_FILE_TYPES", value_delimiter = ',')]
     pub allowed_file_types: Option<Vec<String>>,
+    /// Seconds a replaced or deleted file's bytes stay readable [default: 600].
+    #[arg(long, env = "FERRY_DELETION_GRACE")]
+    pub deletion_grace: Option<u64>,
+    /// Seconds between janitor passes (deletions, expiry, extraction) [default: 60].
+    #[arg(long, env = "FERRY_JANITOR_INTERVAL")]
+    pub janitor_interval: Option<u64>,
+    /// Seconds requests in flight get to finish on shutdown [default: 30].
+    #[arg(long, env = "FERRY_SHUTDOWN_TIMEOUT")]
+    pub shutdown_timeout: Option<u64>,
 }
 
 #[derive(Debug, Args)]

@@ -29,6 +29,9 @@ struct FileSettings {
     max_simple_upload: Option<u64>,
     max_upload_size: Option<u64>,
     allowed_file_types: Option<Vec<String>>,
+    deletion_grace: Option<u64>,
+    janitor_interval: Option<u64>,
+    shutdown_timeout: Option<u64>,
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileSettings> {
@@ -57,6 +60,9 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<ServerConfig> {
             .or(file.allowed_file_types)
             .unwrap_or_else(|| DEFAULT_FILE_TYPES.iter().map(|t| t.to_string()).collect()),
         bootstrap_key: std::env::var("FERRY_BOOTSTRAP_KEY").ok().filter(|k| !k.is_empty()),
+        deletion_grace_secs: args.deletion_grace.or(file.deletion_grace).unwrap_or(600),
+        janitor_interval_secs: args.janitor_interval.or(file.janitor_interval).unwrap_or(60),
+        shutdown_timeout_secs: args.shutdown_timeout.or(file.shutdown_timeout).unwrap_or(30),
     })
 }
 
@@ -67,7 +73,7 @@ mod tests {
 
     fn serve_args(argv: &[&str]) -> ServeArgs {
         match crate::cli::Cli::parse_from(argv).command {
-            crate::cli::Command::Serve(args) => args,
+            crate::cli::Command::Serve(args) => *args,
             _ => unreachable!(),
         }
     }

@@ -13,7 +13,7 @@ mod serve;
 async fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let outcome = match cli.command {
-        cli::Command::Serve(args) => serve::run(args).await,
+        cli::Command::Serve(args) => serve::run(*args).await,
         cli::Command::Admin(args) => admin::run(args).await,
     };
     match outcome {

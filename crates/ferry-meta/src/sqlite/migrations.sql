@@ -7,6 +7,8 @@ CREATE TABLE orgs (
     -- The next file_index to hand out; bumping it inside the registering
     -- transaction serializes registrations per org.
     next_file_index INTEGER NOT NULL DEFAULT 0,
+    -- When a file of the org was last registered, ingested or deleted.
+    files_changed_at INTEGER NOT NULL DEFAULT 0,
     created_at      INTEGER NOT NULL
 );
 
@@ -32,6 +34,7 @@ CREATE TABLE uploads (
     last_activity_at INTEGER NOT NULL
 );
 CREATE INDEX uploads_active_by_name ON uploads (org_id, file_name, created_at) WHERE state = 'active';
+CREATE INDEX uploads_active_by_activity ON uploads (last_activity_at) WHERE state = 'active';
 
 -- Parts whose bytes are durable in the blob store, with what they hash to.
 CREATE TABLE upload_parts (
@@ -62,15 +65,28 @@ CREATE TABLE files (
     file_index      INTEGER NOT NULL,
     -- 1 while this file holds its name; at most one per name.
     holds_name      INTEGER NOT NULL,
-    created_at      INTEGER NOT NULL
+    created_at      INTEGER NOT NULL,
+    deleted_at      INTEGER,
+    -- Attribute extraction: not_extracted, extracted or failed, the
+    -- attributes as JSON, and the lease of the worker extracting them.
+    metadata_status TEXT NOT NULL DEFAULT 'not_extracted',
+    attributes      TEXT,
+    ingest_claimed_until INTEGER
 );
 CREATE UNIQUE INDEX files_by_name ON files (org_id, file_name) WHERE holds_name = 1;
-CREATE INDEX files_by_index ON files (org_id, file_index);
+CREATE INDEX files_by_index ON files (org_id, file_index) WHERE holds_name = 1;
+CREATE INDEX files_to_ingest ON files (status) WHERE status IN ('registered', 'ingesting');
 
--- The outbox of blobs to delete, drained by the janitor once due.
+-- The outbox of blobs to delete, drained by the janitor once due. An entry
+-- is also written before bytes are stored without a row that owns them yet
+-- (a simple upload), and removed when they are registered: a crash between
+-- leaves an entry that deletes the orphan.
 CREATE TABLE blob_deletions (
     id         INTEGER PRIMARY KEY AUTOINCREMENT,
     blob_key   TEXT NOT NULL,
-    not_before INTEGER NOT NULL
+    not_before INTEGER NOT NULL,
+    -- A janitor's lease on the entry, so two janitors never work one entry
+    -- at once and a dead janitor's entries come back when its lease ends.
+    claimed_until INTEGER
 );
 CREATE INDEX blob_deletions_due ON blob_deletions (not_before);

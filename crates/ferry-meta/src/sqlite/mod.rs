@@ -17,15 +17,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use ferry_core::blob_key::BlobKey;
 use ferry_core::checksum::Crc32c;
-use ferry_core::file::FileStatus;
+use ferry_core::file::{FileStatus, MetadataStatus};
 use ferry_core::ids::{FileUid, KeyId, OrgId, UploadId};
 use ferry_core::token::PartToken;
 use ferry_core::upload::{ClaimProblems, RecordedPart, TokenClaim, UploadState, check_checkpoint};
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
 use crate::{
-    AbortOutcome, ApiKeyRecord, BlobDeletion, BlobDeletionId, FileRecord, MetaError, MetadataStore, OrgRecord,
-    Registered, Registration, Result, UnixSeconds, UploadRecord,
+    AbortOutcome, ApiKeyRecord, BlobDeletion, BlobDeletionId, FileRecord, FileStats, MetaError, MetadataStore, NewFile,
+    OrgRecord, Registered, Registration, Result, UnixSeconds, UploadRecord,
 };
 
 const MIGRATIONS: &[&str] = &[include_str!("migrations.sql")];
@@ -155,8 +155,8 @@ fn upload_from_row(row: &Row) -> rusqlite::Result<UploadRecord> {
     })
 }
 
-const FILE_COLUMNS: &str =
-    "file_uid, org_id, file_name, file_type, num_bytes, status, checksum_crc32c, file_index, created_at";
+const FILE_COLUMNS: &str = "file_uid, org_id, file_name, file_type, num_bytes, status, checksum_crc32c, file_index, \
+     created_at, metadata_status, attributes";
 
 fn file_from_row(row: &Row) -> rusqlite::Result<FileRecord> {
     Ok(FileRecord {
@@ -169,6 +169,9 @@ fn file_from_row(row: &Row) -> rusqlite::Result<FileRecord> {
         checksum_crc32c: Crc32c(row.get::<_, i64>(6)? as u32),
         file_index: row.get::<_, i64>(7)? as u64,
         created_at: row.get(8)?,
+        metadata_status: MetadataStatus::parse(&row.get::<_, String>(9)?)
+            .ok_or_else(|| conversion(9, "metadata status"))?,
+        attributes: row.get(10)?,
     })
 }
 
@@ -227,6 +230,95 @@ fn enqueue_deletion(tx: &Transaction, key: BlobKey, not_before: UnixSeconds) -> 
     )
     .map_err(backend)?;
     Ok(BlobDeletionId(tx.last_insert_rowid()))
+}
+
+fn files_changed(tx: &Transaction, org_id: &OrgId, now: UnixSeconds) -> Result<()> {
+    tx.execute(
+        "UPDATE orgs SET files_changed_at = MAX(files_changed_at, ?2) WHERE org_id = ?1",
+        params![org_id.to_string(), now],
+    )
+    .map_err(backend)?;
+    Ok(())
+}
+
+/// Registers a file under its name in the calling transaction: takes the
+/// next file_index, moves the name (unless a corrupt file would take it from
+/// a good one) and queues the displaced file's bytes for deletion.
+fn register(
+    tx: &Transaction,
+    new: &NewFile,
+    status: FileStatus,
+    now: UnixSeconds,
+    delete_displaced_after: UnixSeconds,
+) -> Result<Registered> {
+    let org = new.org_id.to_string();
+    let file_index: i64 = tx
+        .query_row(
+            "UPDATE orgs SET next_file_index = next_file_index + 1 WHERE org_id = ?1 RETURNING next_file_index - 1",
+            [&org],
+            |row| row.get(0),
+        )
+        .map_err(backend)?;
+    let holder: Option<(FileUid, FileStatus)> = tx
+        .query_row(
+            "SELECT file_uid, status FROM files WHERE org_id = ?1 AND file_name = ?2 AND holds_name = 1",
+            [&org, &new.file_name],
+            |row| Ok((parsed(row, 0)?, file_status(row, 1)?)),
+        )
+        .optional()
+        .map_err(backend)?;
+    // A corrupt file never takes a name from a good one.
+    let holder_is_good = holder.is_some_and(|(_, status)| status.is_downloadable());
+    let holds_name = status.is_downloadable() || !holder_is_good;
+    let mut displaced = None;
+    if holds_name && let Some((old, _)) = holder {
+        tx.execute(
+            "UPDATE files SET holds_name = 0, deleted_at = ?2 WHERE file_uid = ?1",
+            params![old.to_string(), now],
+        )
+        .map_err(backend)?;
+        enqueue_deletion(tx, BlobKey::File(old), delete_displaced_after)?;
+        displaced = Some(old);
+    }
+    if !holds_name {
+        // Recorded for the operator, but nothing can reach its bytes.
+        enqueue_deletion(tx, BlobKey::File(new.file_uid), now)?;
+    }
+    let file = FileRecord {
+        file_uid: new.file_uid,
+        org_id: new.org_id,
+        file_name: new.file_name.clone(),
+        file_type: new.file_type.clone(),
+        num_bytes: new.num_bytes,
+        status,
+        checksum_crc32c: new.checksum_crc32c,
+        file_index: file_index as u64,
+        created_at: now,
+        metadata_status: MetadataStatus::NotExtracted,
+        attributes: None,
+    };
+    tx.execute(
+        &format!(
+            "INSERT INTO files ({FILE_COLUMNS}, holds_name) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+        ),
+        params![
+            file.file_uid.to_string(),
+            org,
+            file.file_name,
+            file.file_type,
+            file.num_bytes as i64,
+            file.status.as_str(),
+            file.checksum_crc32c.0 as i64,
+            file_index,
+            file.created_at,
+            file.metadata_status.as_str(),
+            file.attributes,
+            holds_name
+        ],
+    )
+    .map_err(backend)?;
+    files_changed(tx, &new.org_id, now)?;
+    Ok(Registered { file, holds_name, displaced })
 }
 
 fn drop_upload_parts(tx: &Transaction, upload_id: &UploadId) -> Result<()> {
@@ -536,8 +628,7 @@ impl MetadataStore for Sqlite {
                 .map_err(backend)?;
             if changed == 0 {
                 // Lost a race, or never could have won: say why.
-                require_active(tx, Some(&r.org_id), &r.upload_id)?;
-                unreachable!("an active upload always matches the update");
+                return Err(MetaError::UploadNotActive(upload_state_in(tx, Some(&r.org_id), &r.upload_id)?));
             }
             let upload = tx
                 .query_row(
@@ -546,73 +637,17 @@ impl MetadataStore for Sqlite {
                     upload_from_row,
                 )
                 .map_err(backend)?;
-            let file_index: i64 = tx
-                .query_row(
-                    "UPDATE orgs SET next_file_index = next_file_index + 1 WHERE org_id = ?1
-                     RETURNING next_file_index - 1",
-                    [&org],
-                    |row| row.get(0),
-                )
-                .map_err(backend)?;
-            let holder: Option<FileUid> = tx
-                .query_row(
-                    "SELECT file_uid FROM files WHERE org_id = ?1 AND file_name = ?2 AND holds_name = 1",
-                    [&org, &upload.file_name],
-                    |row| parsed(row, 0),
-                )
-                .optional()
-                .map_err(backend)?;
-            let holder_is_good = match &holder {
-                Some(uid) => tx
-                    .query_row("SELECT status FROM files WHERE file_uid = ?1", [uid.to_string()], |r| file_status(r, 0))
-                    .map_err(backend)?
-                    .is_downloadable(),
-                None => false,
-            };
-            // A corrupt file never takes a name from a good one.
-            let holds_name = r.status.is_downloadable() || !holder_is_good;
-            let mut displaced = None;
-            if holds_name && let Some(old) = holder {
-                tx.execute("UPDATE files SET holds_name = 0 WHERE file_uid = ?1", [old.to_string()])
-                    .map_err(backend)?;
-                enqueue_deletion(tx, BlobKey::File(old), r.delete_displaced_after)?;
-                displaced = Some(old);
-            }
-            if !holds_name {
-                // Recorded for the operator, but nothing can reach its bytes.
-                enqueue_deletion(tx, BlobKey::File(upload.file_uid), r.now)?;
-            }
-            let file = FileRecord {
+            let file = NewFile {
                 file_uid: upload.file_uid,
                 org_id: r.org_id,
-                file_name: upload.file_name.clone(),
-                file_type: upload.file_type.clone(),
+                file_name: upload.file_name,
+                file_type: upload.file_type,
                 num_bytes: upload.num_bytes,
-                status: r.status,
                 checksum_crc32c: r.checksum_crc32c,
-                file_index: file_index as u64,
-                created_at: r.now,
             };
-            tx.execute(
-                &format!(
-                    "INSERT INTO files ({FILE_COLUMNS}, holds_name) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
-                ),
-                params![
-                    file.file_uid.to_string(),
-                    org,
-                    file.file_name,
-                    file.file_type,
-                    file.num_bytes as i64,
-                    file.status.as_str(),
-                    file.checksum_crc32c.0 as i64,
-                    file_index,
-                    file.created_at,
-                    holds_name
-                ],
-            )
-            .map_err(backend)?;
+            let registered = register(tx, &file, r.status, r.now, r.delete_displaced_after)?;
             drop_upload_parts(tx, &r.upload_id)?;
-            Ok(Registered { file, holds_name, displaced })
+            Ok(registered)
         })
         .await
     }
@@ -645,6 +680,21 @@ impl MetadataStore for Sqlite {
         .await
     }
 
+    async fn register_file(
+        &self,
+        file: &NewFile,
+        guard: BlobDeletionId,
+        now: UnixSeconds,
+        delete_displaced_after: UnixSeconds,
+    ) -> Result<Registered> {
+        let file = file.clone();
+        self.write(move |tx| {
+            tx.execute("DELETE FROM blob_deletions WHERE id = ?1", [guard.0]).map_err(backend)?;
+            register(tx, &file, FileStatus::Registered, now, delete_displaced_after)
+        })
+        .await
+    }
+
     async fn get_file(&self, org_id: &OrgId, file_name: &str) -> Result<Option<FileRecord>> {
         let (org_id, file_name) = (org_id.to_string(), file_name.to_owned());
         self.read(move |c| {
@@ -657,13 +707,211 @@ impl MetadataStore for Sqlite {
         .await
     }
 
-    async fn due_blob_deletions(&self, now: UnixSeconds, limit: usize) -> Result<Vec<BlobDeletion>> {
+    async fn list_files(
+        &self,
+        org_id: &OrgId,
+        file_type: Option<&str>,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<FileRecord>> {
+        let (org_id, file_type) = (org_id.to_string(), file_type.map(str::to_owned));
         self.read(move |c| {
-            c.prepare_cached("SELECT id, blob_key FROM blob_deletions WHERE not_before <= ?1 ORDER BY id LIMIT ?2")?
-                .query_map(params![now, limit as i64], |r| {
-                    Ok(BlobDeletion { id: BlobDeletionId(r.get(0)?), blob_key: parsed(r, 1)? })
-                })?
-                .collect()
+            c.prepare_cached(&format!(
+                "SELECT {FILE_COLUMNS} FROM files
+                 WHERE org_id = ?1 AND holds_name = 1 AND (?2 IS NULL OR file_type = ?2)
+                 ORDER BY file_index LIMIT ?3 OFFSET ?4"
+            ))?
+            .query_map(params![org_id, file_type, limit as i64, offset as i64], file_from_row)?
+            .collect()
+        })
+        .await
+    }
+
+    async fn file_stats(&self, org_id: &OrgId) -> Result<FileStats> {
+        let org_id = org_id.to_string();
+        self.read(move |c| {
+            c.query_row(
+                "SELECT COUNT(f.file_uid), COALESCE(SUM(f.num_bytes), 0),
+                        COALESCE(SUM(f.status = 'ingested'), 0), o.files_changed_at
+                 FROM orgs o LEFT JOIN files f ON f.org_id = o.org_id AND f.holds_name = 1
+                 WHERE o.org_id = ?1 GROUP BY o.org_id",
+                [org_id],
+                |r| {
+                    Ok(FileStats {
+                        num_files: r.get::<_, i64>(0)? as u64,
+                        num_bytes: r.get::<_, i64>(1)? as u64,
+                        num_ingested: r.get::<_, i64>(2)? as u64,
+                        last_updated: r.get(3)?,
+                    })
+                },
+            )
+        })
+        .await
+    }
+
+    async fn delete_file(
+        &self,
+        org_id: &OrgId,
+        file_name: &str,
+        now: UnixSeconds,
+        delete_after: UnixSeconds,
+    ) -> Result<Option<FileRecord>> {
+        let (org_id, file_name) = (*org_id, file_name.to_owned());
+        self.write(move |tx| {
+            let file = tx
+                .query_row(
+                    &format!(
+                        "SELECT {FILE_COLUMNS} FROM files WHERE org_id = ?1 AND file_name = ?2 AND holds_name = 1"
+                    ),
+                    [org_id.to_string(), file_name],
+                    file_from_row,
+                )
+                .optional()
+                .map_err(backend)?;
+            if let Some(file) = &file {
+                tx.execute(
+                    "UPDATE files SET holds_name = 0, deleted_at = ?2 WHERE file_uid = ?1",
+                    params![file.file_uid.to_string(), now],
+                )
+                .map_err(backend)?;
+                enqueue_deletion(tx, BlobKey::File(file.file_uid), delete_after)?;
+                files_changed(tx, &org_id, now)?;
+            }
+            Ok(file)
+        })
+        .await
+    }
+
+    async fn claim_file_to_ingest(
+        &self,
+        file_uid: &FileUid,
+        now: UnixSeconds,
+        lease_secs: i64,
+    ) -> Result<Option<FileRecord>> {
+        let file_uid = file_uid.to_string();
+        self.write(move |tx| {
+            tx.query_row(
+                &format!(
+                    "UPDATE files SET status = 'ingesting', ingest_claimed_until = ?2
+                     WHERE file_uid = ?1 AND status = 'registered' AND deleted_at IS NULL
+                     RETURNING {FILE_COLUMNS}"
+                ),
+                params![file_uid, now + lease_secs],
+                file_from_row,
+            )
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn claim_files_to_ingest(&self, now: UnixSeconds, lease_secs: i64, limit: usize) -> Result<Vec<FileRecord>> {
+        self.write(move |tx| {
+            let mut stmt = tx
+                .prepare_cached(&format!(
+                    "UPDATE files SET status = 'ingesting', ingest_claimed_until = ?2
+                     WHERE file_uid IN (
+                         SELECT file_uid FROM files
+                         WHERE deleted_at IS NULL AND (status = 'registered'
+                               OR (status = 'ingesting' AND ingest_claimed_until <= ?1))
+                         LIMIT ?3)
+                     RETURNING {FILE_COLUMNS}"
+                ))
+                .map_err(backend)?;
+            let files = stmt
+                .query_map(params![now, now + lease_secs, limit as i64], file_from_row)
+                .map_err(backend)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(backend)?;
+            Ok(files)
+        })
+        .await
+    }
+
+    async fn finish_ingest(
+        &self,
+        file_uid: &FileUid,
+        metadata_status: MetadataStatus,
+        attributes: Option<&str>,
+        now: UnixSeconds,
+    ) -> Result<()> {
+        let (file_uid, attributes) = (file_uid.to_string(), attributes.map(str::to_owned));
+        self.write(move |tx| {
+            let org: Option<OrgId> = tx
+                .query_row(
+                    "UPDATE files SET status = 'ingested', metadata_status = ?2, attributes = ?3,
+                         ingest_claimed_until = NULL
+                     WHERE file_uid = ?1 AND status = 'ingesting' RETURNING org_id",
+                    params![file_uid, metadata_status.as_str(), attributes],
+                    |r| parsed(r, 0),
+                )
+                .optional()
+                .map_err(backend)?;
+            if let Some(org) = org {
+                files_changed(tx, &org, now)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn expire_idle_uploads(
+        &self,
+        idle_before: UnixSeconds,
+        now: UnixSeconds,
+        limit: usize,
+    ) -> Result<Vec<UploadId>> {
+        self.write(move |tx| {
+            let idle: Vec<(UploadId, FileUid)> = tx
+                .prepare_cached(
+                    "UPDATE uploads SET state = 'aborted'
+                     WHERE upload_id IN (
+                         SELECT upload_id FROM uploads
+                         WHERE state = 'active' AND last_activity_at < ?1 LIMIT ?2)
+                     RETURNING upload_id, file_uid",
+                )
+                .map_err(backend)?
+                .query_map(params![idle_before, limit as i64], |r| Ok((parsed(r, 0)?, parsed(r, 1)?)))
+                .map_err(backend)?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(backend)?;
+            for (upload_id, file_uid) in &idle {
+                drop_upload_parts(tx, upload_id)?;
+                enqueue_deletion(tx, BlobKey::Upload(*upload_id, *file_uid), now)?;
+            }
+            Ok(idle.into_iter().map(|(upload_id, _)| upload_id).collect())
+        })
+        .await
+    }
+
+    async fn count_active_uploads(&self) -> Result<u64> {
+        self.read(|c| c.query_row("SELECT COUNT(*) FROM uploads WHERE state = 'active'", [], |r| r.get::<_, i64>(0)))
+            .await
+            .map(|n| n as u64)
+    }
+
+    async fn enqueue_blob_deletion(&self, key: &BlobKey, not_before: UnixSeconds) -> Result<BlobDeletionId> {
+        let key = *key;
+        self.write(move |tx| enqueue_deletion(tx, key, not_before)).await
+    }
+
+    async fn claim_blob_deletions(&self, now: UnixSeconds, lease_secs: i64, limit: usize) -> Result<Vec<BlobDeletion>> {
+        self.write(move |tx| {
+            tx.prepare_cached(
+                "UPDATE blob_deletions SET claimed_until = ?2
+                 WHERE id IN (
+                     SELECT id FROM blob_deletions
+                     WHERE not_before <= ?1 AND (claimed_until IS NULL OR claimed_until <= ?1)
+                     ORDER BY id LIMIT ?3)
+                 RETURNING id, blob_key",
+            )
+            .map_err(backend)?
+            .query_map(params![now, now + lease_secs, limit as i64], |r| {
+                Ok(BlobDeletion { id: BlobDeletionId(r.get(0)?), blob_key: parsed(r, 1)? })
+            })
+            .map_err(backend)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(backend)
         })
         .await
     }

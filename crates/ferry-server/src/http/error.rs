@@ -5,7 +5,8 @@
 //! with a fresh `error_uid` that the request's log line also carries.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::header::CONTENT_RANGE;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ferry_api::{ErrorCode, ErrorEntry, ErrorResponse};
 
@@ -17,6 +18,8 @@ pub struct ApiError {
     problems: Vec<Problem>,
     /// What went wrong inside, for the log only: never sent to the client.
     detail: Option<String>,
+    /// Headers the status calls for (`Content-Range` on a 416).
+    headers: Vec<(HeaderName, String)>,
 }
 
 #[derive(Debug)]
@@ -36,7 +39,11 @@ pub struct ErrorReport {
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>, suggestion: impl Into<String>) -> Self {
-        Self { problems: vec![Problem { code, message: message.into(), suggestion: suggestion.into() }], detail: None }
+        Self {
+            problems: vec![Problem { code, message: message.into(), suggestion: suggestion.into() }],
+            detail: None,
+            headers: Vec::new(),
+        }
     }
 
     /// A server fault: the client learns only that it happened and its uid.
@@ -56,7 +63,7 @@ impl ApiError {
     }
 
     fn many(problems: Vec<Problem>) -> Self {
-        Self { problems, detail: None }
+        Self { problems, detail: None, headers: Vec::new() }
     }
 }
 
@@ -182,6 +189,20 @@ impl From<ServiceError> for ApiError {
             E::FileNotDownloadable(_) => {
                 (ErrorCode::FileNotDownloadable, "The file is corrupt or being deleted; upload it again.")
             }
+            E::FileTooLarge { .. } => (
+                ErrorCode::FileTooLarge,
+                "Upload large files with the direct-to-cloud upload (POST /v0.5/files/uploads/initiate).",
+            ),
+            E::BodyBrokeOff(_) => (ErrorCode::InvalidParameter, "Send the request again with the whole body."),
+            E::RangeNotSatisfiable { len } => {
+                let mut error = Self::new(
+                    ErrorCode::RangeNotSatisfiable,
+                    message,
+                    "Ask for a range that starts before the end of the file.",
+                );
+                error.headers.push((CONTENT_RANGE, format!("bytes */{len}")));
+                return error;
+            }
         };
         Self::new(code, message, suggestion)
     }
@@ -207,6 +228,11 @@ impl IntoResponse for ApiError {
         };
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = (status, Json(ErrorResponse { errors: entries })).into_response();
+        for (name, value) in self.headers {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                response.headers_mut().insert(name, value);
+            }
+        }
         response.extensions_mut().insert(report);
         response
     }

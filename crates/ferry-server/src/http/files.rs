@@ -2,15 +2,21 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::header::{CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_TYPE, ETAG};
+use axum::http::header::{
+    ACCEPT_RANGES, CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, RANGE,
+};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use ferry_api::files::{FileIdentity, FileMetadata, FilesInfo, ListFilesQuery};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::error::ApiError;
-use super::request::{Org, PathParams};
-use crate::service::Service;
+use super::request::{Org, PathParams, QueryParams};
+use crate::service::files::{Encoding, IncomingFile};
+use crate::service::{Service, ServiceError};
 
 /// RFC 5987 `attr-char`s, which need no percent-encoding in `filename*`.
 const ATTR_CHARS: &AsciiSet = &NON_ALPHANUMERIC
@@ -31,22 +37,145 @@ fn content_disposition(file_name: &str) -> String {
     format!("attachment; filename*=UTF-8''{}", utf8_percent_encode(file_name, ATTR_CHARS))
 }
 
-/// Streams a file whole. (`HEAD` is answered by the same handler; the
-/// router drops the body.)
+/// Streams a file, whole or one range of it. (`HEAD` is answered by the
+/// same handler; the router drops the body.)
 pub async fn download(
     State(service): State<Arc<Service>>,
     Org(org): Org,
     PathParams(file_id): PathParams<String>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let download = service.download(&org, &file_id).await?;
+    let range = headers.get(RANGE).and_then(|v| v.to_str().ok());
+    let download = service.download(&org, &file_id, range).await?;
     let file = &download.file;
-    Response::builder()
+    let (start, end) = (download.range.start, download.range.end);
+    let mut response = Response::builder()
         .header(CONTENT_TYPE, &file.file_type)
-        .header(CONTENT_LENGTH, file.num_bytes)
+        .header(CONTENT_LENGTH, end - start)
         .header(ETAG, format!("\"{}\"", file.file_uid))
         .header(CONTENT_DISPOSITION, content_disposition(&file.file_name))
-        .body(Body::from_stream(download.bytes))
-        .map_err(|e| ApiError::internal(e.to_string()))
+        .header(ACCEPT_RANGES, "bytes");
+    if download.partial {
+        response = response
+            .status(StatusCode::PARTIAL_CONTENT)
+            .header(CONTENT_RANGE, format!("bytes {start}-{}/{}", end - 1, file.num_bytes));
+    }
+    response.body(Body::from_stream(download.bytes)).map_err(|e| ApiError::internal(e.to_string()))
+}
+
+pub async fn file_metadata(
+    State(service): State<Arc<Service>>,
+    Org(org): Org,
+    PathParams(file_id): PathParams<String>,
+) -> Result<Json<FileMetadata>, ApiError> {
+    Ok(Json(service.file_metadata(&org, &file_id).await?))
+}
+
+pub async fn list_metadata(
+    State(service): State<Arc<Service>>,
+    Org(org): Org,
+    QueryParams(query): QueryParams<ListFilesQuery>,
+) -> Result<Json<Vec<FileMetadata>>, ApiError> {
+    Ok(Json(service.list_files(&org, &query).await?))
+}
+
+pub async fn info(State(service): State<Arc<Service>>, Org(org): Org) -> Result<Json<FilesInfo>, ApiError> {
+    Ok(Json(service.files_info(&org).await?))
+}
+
+pub async fn delete(
+    State(service): State<Arc<Service>>,
+    Org(org): Org,
+    PathParams(file_id): PathParams<String>,
+) -> Result<Json<FileIdentity>, ApiError> {
+    Ok(Json(service.delete_file(&org, &file_id).await?))
+}
+
+pub async fn simple_upload(
+    State(service): State<Arc<Service>>,
+    Org(org): Org,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<FileIdentity>, ApiError> {
+    upload(&service, org, &headers, body, Encoding::Raw).await
+}
+
+pub async fn base64_upload(
+    State(service): State<Arc<Service>>,
+    Org(org): Org,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<FileIdentity>, ApiError> {
+    upload(&service, org, &headers, body, Encoding::Base64).await
+}
+
+/// Room for the multipart framing around the file in a body that is
+/// otherwise within the limit.
+const MULTIPART_SLACK: u64 = 1024 * 1024;
+
+/// Takes the first multipart part that carries a file name and stores it.
+///
+/// A refused upload reads and discards the rest of the body (up to a bound)
+/// before answering: existing clients send the whole body before reading a
+/// response, and would otherwise see a broken connection, not the 413.
+async fn upload(
+    service: &Service,
+    org: ferry_core::ids::OrgId,
+    headers: &HeaderMap,
+    body: Body,
+    encoding: Encoding,
+) -> Result<Json<FileIdentity>, ApiError> {
+    let limit = service.max_simple_upload();
+    let drain_bound = limit.max(64 * 1024 * 1024);
+    let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let Ok(boundary) = multer::parse_boundary(content_type) else {
+        return Err(ApiError::invalid_parameter(format!(
+            "Content-Type `{content_type}` is not multipart/form-data with a boundary"
+        )));
+    };
+    let declared: Option<u64> = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
+    if declared.is_some_and(|length| length > limit + MULTIPART_SLACK) {
+        drain(body.into_data_stream(), drain_bound).await;
+        return Err(ServiceError::FileTooLarge { limit }.into());
+    }
+
+    let mut multipart = multer::Multipart::new(body.into_data_stream(), boundary);
+    let mut field = loop {
+        match multipart.next_field().await {
+            Ok(Some(field)) if field.file_name().is_some() => break field,
+            Ok(Some(_)) => continue,
+            Ok(None) => {
+                return Err(ServiceError::BadRequest(vec![crate::service::BadRequest::MissingField(
+                    "a multipart part with a file name".into(),
+                )])
+                .into());
+            }
+            Err(e) => return Err(ApiError::invalid_parameter(format!("malformed multipart body: {e}"))),
+        }
+    };
+    let file_name = field.file_name().unwrap_or_default().to_owned();
+    let content_type = field.content_type().map(|m| m.essence_str().to_owned());
+    let incoming = IncomingFile { file_name: &file_name, content_type: content_type.as_deref(), encoding };
+    let outcome = service.simple_upload(&org, incoming, &mut field).await;
+    if outcome.is_err() {
+        let mut drained = 0u64;
+        while drained < drain_bound
+            && let Ok(Some(chunk)) = field.chunk().await
+        {
+            drained += chunk.len() as u64;
+        }
+    }
+    Ok(Json(outcome?))
+}
+
+async fn drain(mut body: axum::body::BodyDataStream, bound: u64) {
+    use futures_util::StreamExt;
+    let mut drained = 0u64;
+    while drained < bound
+        && let Some(Ok(chunk)) = body.next().await
+    {
+        drained += chunk.len() as u64;
+    }
 }
 
 /// 200 when the metadata store and the blob store answer.

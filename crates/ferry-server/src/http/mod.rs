@@ -8,7 +8,7 @@ use axum::Router;
 use axum::http::header::{CONTENT_LENGTH, ETAG};
 use axum::http::{HeaderName, Method};
 use axum::middleware::from_fn;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use ferry_api::{ErrorCode, paths};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{Any, CorsLayer};
@@ -34,6 +34,12 @@ pub fn router(service: Arc<Service>) -> Router {
         .route(paths::ABORT_UPLOAD, post(uploads::abort))
         .route(paths::PART_DATA, put(parts::put_part))
         .route(paths::DOWNLOAD, get(files::download))
+        .route(paths::SIMPLE_UPLOAD, post(files::simple_upload))
+        .route(paths::BASE64_UPLOAD, post(files::base64_upload))
+        .route(paths::LIST_METADATA, get(files::list_metadata))
+        .route(paths::FILE_METADATA, get(files::file_metadata))
+        .route(paths::DELETE_FILE, delete(files::delete))
+        .route(paths::FILES_INFO, get(files::info))
         .route(paths::HEALTH, get(files::health))
         .with_state(service);
     with_layers(routes)

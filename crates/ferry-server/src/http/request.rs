@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::body::to_bytes;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::request::Parts;
 use ferry_core::ids::OrgId;
@@ -48,6 +48,20 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for PathPar
             .await
             .map(|Path(value)| PathParams(value))
             .map_err(|e: PathRejection| ApiError::invalid_parameter(format!("bad path: {}", e.body_text())))
+    }
+}
+
+/// Query parameters; a query that does not parse is a bad parameter.
+pub struct QueryParams<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(value)| QueryParams(value))
+            .map_err(|e| ApiError::invalid_parameter(format!("bad query: {}", e.body_text())))
     }
 }
 

@@ -15,10 +15,13 @@ use ferry_core::token::PartTokenKey;
 use ferry_core::upload::{ClaimProblems, UploadPolicy, UploadState};
 use ferry_meta::{MetaError, MetadataStore};
 
-mod files;
+mod extract;
+pub mod files;
+pub mod janitor;
 pub mod uploads;
 
 pub use files::Download;
+pub use janitor::{Extractor, JanitorReport};
 
 /// Everything one operation may need. Cheap to share: all of it is behind
 /// `Arc`s or immutable.
@@ -32,6 +35,7 @@ pub struct Service {
     pub(crate) token_key: PartTokenKey,
     pub(crate) policy: UploadPolicy,
     pub(crate) settings: Settings,
+    pub(crate) extractor: Extractor,
 }
 
 /// The operator's settings the operations read.
@@ -42,9 +46,11 @@ pub struct Settings {
     pub url_ttl: Duration,
     /// An upload idle for longer is treated as expired.
     pub upload_expiry: Duration,
-    /// How long a replaced file's bytes stay readable for downloads that
-    /// started before the replacement.
+    /// How long a replaced or deleted file's bytes stay readable for
+    /// downloads that started before.
     pub deletion_grace: Duration,
+    /// The largest simple or base64 upload, as sent.
+    pub max_simple_upload: u64,
 }
 
 /// One thing wrong with a request. A request may have several.
@@ -111,6 +117,12 @@ pub enum ServiceError {
     IntegrityCheckFailed { expected: String, actual: String },
     #[error("storage is full")]
     CapacityReached,
+    #[error("the file is larger than the limit of {limit} bytes for this kind of upload")]
+    FileTooLarge { limit: u64 },
+    #[error("the request body broke off: {0}")]
+    BodyBrokeOff(String),
+    #[error("no byte of the file's {len} satisfies the Range")]
+    RangeNotSatisfiable { len: u64 },
     #[error("file `{0}` not found")]
     FileNotFound(String),
     #[error("file `{0}` is not downloadable")]
@@ -165,6 +177,10 @@ impl Service {
             Some(record) if record.revoked_at.is_none() && key.matches(&record.secret_hash) => Ok(record.org_id),
             _ => Err(ServiceError::InvalidApiKey),
         }
+    }
+
+    pub fn max_simple_upload(&self) -> u64 {
+        self.settings.max_simple_upload
     }
 
     /// Whether the metadata store and the blob store both answer.

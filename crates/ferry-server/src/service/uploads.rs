@@ -3,9 +3,10 @@
 use std::collections::BTreeSet;
 
 use bytes::Bytes;
+use ferry_api::files::{FileAttributes, MetadataStatus};
 use ferry_api::uploads::{
-    CheckpointResponse, CompleteUploadResponse, FileAttributes, InitiateUploadResponse, IntegrityAlgorithm,
-    MetadataStatus, PartDescriptor, PartTokenEntry,
+    CheckpointResponse, CompleteUploadResponse, InitiateUploadResponse, IntegrityAlgorithm, PartDescriptor,
+    PartTokenEntry,
 };
 use ferry_blob::BlobError;
 use ferry_core::checksum::Crc32c;
@@ -299,6 +300,9 @@ impl Service {
             delete_displaced_after: now + self.settings.deletion_grace.as_secs() as i64,
         };
         let registered = self.meta.complete_upload(&registration).await.map_err(|e| upload_refusal(e, upload_id))?;
+        if registered.file.status == FileStatus::Registered {
+            self.extractor.spawn(registered.file.file_uid);
+        }
         if let Some(expected) = expected.filter(|_| status == FileStatus::Corrupt) {
             return Err(ServiceError::IntegrityCheckFailed {
                 expected: expected.to_base64(),
@@ -310,7 +314,10 @@ impl Service {
             file_name: registered.file.file_name,
             num_bytes: registered.file.num_bytes,
             file_status: "Registered".into(),
-            file_attributes: FileAttributes { metadata_status: MetadataStatus::NotExtracted },
+            file_attributes: FileAttributes {
+                metadata_status: MetadataStatus::NotExtracted,
+                content: Default::default(),
+            },
         })
     }
 

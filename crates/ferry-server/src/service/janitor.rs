@@ -1,0 +1,167 @@
+//! Background work: draining the blob deletion queue, expiring idle
+//! uploads, and extracting attributes of new files.
+//!
+//! Every piece of work is leased in the metadata store before it is done, so
+//! several janitors (one per server) never do the same work twice, and the
+//! work of a janitor that died comes back to the others when its lease ends.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_api::files::ContentAttributes;
+use ferry_blob::BlobStore;
+use ferry_core::file::MetadataStatus;
+use ferry_core::ids::FileUid;
+use ferry_meta::{FileRecord, MetadataStore};
+use tokio_util::io::{StreamReader, SyncIoBridge};
+
+use super::extract::{Attributes, extract, has_attributes};
+use super::{Result, Service, now_secs};
+
+/// How long a janitor may hold a piece of work before another may take it.
+const LEASE_SECS: i64 = 300;
+/// How many entries one step of a pass takes at once.
+const BATCH: usize = 100;
+
+/// What one janitor pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct JanitorReport {
+    pub expired_uploads: usize,
+    pub deleted_blobs: usize,
+    pub failed_deletions: usize,
+    pub ingested_files: usize,
+}
+
+/// Extracts files' attributes and records them.
+#[derive(Clone)]
+pub struct Extractor {
+    pub(crate) meta: Arc<dyn MetadataStore>,
+    pub(crate) blob: Arc<dyn BlobStore>,
+}
+
+impl From<Attributes> for ContentAttributes {
+    fn from(attributes: Attributes) -> Self {
+        let mut stored = ContentAttributes::default();
+        match attributes {
+            Attributes::Image { width, height, num_channels } => {
+                (stored.width, stored.height, stored.num_channels) = (Some(width), Some(height), Some(num_channels));
+            }
+            Attributes::Csv { num_rows, num_columns, column_headers } => {
+                (stored.num_rows, stored.num_columns) = (Some(num_rows), Some(num_columns));
+                stored.column_headers = Some(column_headers);
+            }
+            Attributes::Jsonl { num_rows } => stored.num_rows = Some(num_rows),
+        }
+        stored
+    }
+}
+
+impl Extractor {
+    /// Extracts a just-registered file's attributes in the background.
+    pub fn spawn(&self, file_uid: FileUid) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            match this.meta.claim_file_to_ingest(&file_uid, now_secs(), LEASE_SECS).await {
+                Ok(Some(file)) => this.ingest(file).await,
+                Ok(None) => {}
+                // The janitor's sweep picks the file up later.
+                Err(e) => tracing::warn!(%file_uid, error = %e, "could not claim a file for extraction"),
+            }
+        });
+    }
+
+    /// Extracts and records the attributes of a file leased for extraction.
+    /// A failed extraction is recorded as `failed`; the file stays usable.
+    pub async fn ingest(&self, file: FileRecord) {
+        let (status, attributes) = if !has_attributes(&file.file_type) {
+            (MetadataStatus::NotExtracted, None)
+        } else {
+            match self.extract(&file).await {
+                Ok(attributes) => {
+                    let json = serde_json::to_string(&ContentAttributes::from(attributes)).ok();
+                    (MetadataStatus::Extracted, json)
+                }
+                Err(e) => {
+                    tracing::warn!(file_uid = %file.file_uid, error = %e, "attribute extraction failed");
+                    (MetadataStatus::Failed, None)
+                }
+            }
+        };
+        if let Err(e) = self.meta.finish_ingest(&file.file_uid, status, attributes.as_deref(), now_secs()).await {
+            tracing::warn!(file_uid = %file.file_uid, error = %e, "could not record extracted attributes");
+        }
+    }
+
+    async fn extract(&self, file: &FileRecord) -> Result<Attributes, String> {
+        let bytes = self.blob.read(&file.file_uid, 0..file.num_bytes).await.map_err(|e| e.to_string())?;
+        let file_type = file.file_type.clone();
+        // The parsers are blocking; the bridge lets them pull the async stream.
+        let reader = SyncIoBridge::new(StreamReader::new(bytes));
+        tokio::task::spawn_blocking(move || match extract(&file_type, reader) {
+            Some(outcome) => outcome.map_err(|e| e.to_string()),
+            None => Err("no attributes for this type".into()),
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+}
+
+impl Service {
+    /// One pass of background work; safe to run on every server at once.
+    pub async fn janitor_pass(&self) -> Result<JanitorReport> {
+        let mut report = JanitorReport::default();
+        let now = now_secs();
+        let idle_before = now - self.settings.upload_expiry.as_secs() as i64;
+        loop {
+            let expired = self.meta.expire_idle_uploads(idle_before, now, BATCH).await?;
+            report.expired_uploads += expired.len();
+            if expired.len() < BATCH {
+                break;
+            }
+        }
+        loop {
+            let due = self.meta.claim_blob_deletions(now, LEASE_SECS, BATCH).await?;
+            for deletion in &due {
+                match self.blob.delete(&deletion.blob_key).await {
+                    Ok(()) => {
+                        self.meta.finish_blob_deletion(deletion.id).await?;
+                        report.deleted_blobs += 1;
+                    }
+                    Err(e) => {
+                        // Leased, not finished: retried once the lease ends.
+                        tracing::warn!(blob = %deletion.blob_key, error = %e, "deleting a blob failed");
+                        report.failed_deletions += 1;
+                    }
+                }
+            }
+            if due.len() < BATCH {
+                break;
+            }
+        }
+        loop {
+            let files = self.meta.claim_files_to_ingest(now, LEASE_SECS, BATCH).await?;
+            for file in &files {
+                self.extractor.ingest(file.clone()).await;
+            }
+            report.ingested_files += files.len();
+            if files.len() < BATCH {
+                break;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Runs janitor passes every `interval`, forever.
+    pub async fn run_janitor(self: Arc<Self>, interval: Duration) {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            match self.janitor_pass().await {
+                Ok(report) if report != JanitorReport::default() => tracing::info!(?report, "janitor pass"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "janitor pass failed"),
+            }
+        }
+    }
+}
