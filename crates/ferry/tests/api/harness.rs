@@ -87,6 +87,37 @@ impl Server {
         Server { child, url, key, dir: dir.to_path_buf(), _temp: temp, stdout }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A line of the server's `/proc` status, in KiB (`VmRSS`, `VmHWM`).
+    pub fn memory_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let line = status.lines().find(|l| l.starts_with(field)).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    /// Sends SIGTERM, as an operator stopping the service would.
+    pub fn terminate(&self) {
+        assert!(Command::new("kill").arg(self.pid().to_string()).status().unwrap().success());
+    }
+
+    /// Waits for the server process to exit; returns whether it exited cleanly.
+    pub fn wait(&mut self) -> bool {
+        self.child.wait().unwrap().success()
+    }
+
+    /// The files the blob store holds, by kind: `staging` or `files`.
+    pub fn blobs(&self, kind: &str) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.data_dir().join("blobs").join(kind))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
     /// What the server printed on stdout before its listening line.
     pub fn stdout(&self) -> &[String] {
         &self.stdout
@@ -255,6 +286,48 @@ impl Client {
         self.call(Method::GET, &format!("/v0.5/files/download/{file_id}"), None).await
     }
 
+    pub async fn get(&self, path: &str) -> Reply {
+        self.call(Method::GET, path, None).await
+    }
+
+    /// GET with extra headers.
+    pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
+        let mut request = self.http.get(format!("{}{path}", self.url)).bearer_auth(&self.key);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        reply(request.send().await.unwrap()).await
+    }
+
+    /// A simple upload (`POST /v0.5/files`) of `bytes` as one multipart part.
+    pub async fn simple_upload(&self, file_name: &str, bytes: Vec<u8>, content_type: Option<&str>) -> Reply {
+        self.multipart_upload("/v0.5/files", file_name, bytes, content_type).await
+    }
+
+    pub async fn multipart_upload(
+        &self,
+        path: &str,
+        file_name: &str,
+        bytes: Vec<u8>,
+        content_type: Option<&str>,
+    ) -> Reply {
+        let mut part = reqwest::multipart::Part::bytes(bytes).file_name(file_name.to_owned());
+        if let Some(content_type) = content_type {
+            part = part.mime_str(content_type).unwrap();
+        }
+        let form = reqwest::multipart::Form::new().text("note", "ignored").part("payload", part);
+        let request = self.http.post(format!("{}{path}", self.url)).bearer_auth(&self.key).multipart(form);
+        reply(request.send().await.unwrap()).await
+    }
+
+    pub async fn metadata(&self, file_id: &str) -> Reply {
+        self.get(&format!("/v0.5/files/metadata/{file_id}")).await
+    }
+
+    pub async fn delete(&self, file_id: &str) -> Reply {
+        self.call(Method::DELETE, &format!("/v0.5/files/delete/{file_id}"), None).await
+    }
+
     /// Uploads `bytes` as `name` through the whole workflow.
     pub async fn upload(&self, name: &str, bytes: &[u8]) -> Value {
         let upload = self.start_upload(name, bytes.len()).await;
@@ -336,4 +409,25 @@ pub fn sha256(bytes: &[u8]) -> Vec<u8> {
 
 pub fn crc32c_base64(bytes: &[u8]) -> String {
     ferry_core::checksum::Crc32c::of(bytes).to_base64()
+}
+
+/// Polls `condition` until it holds, for at most 30 seconds: for effects of
+/// background work (the janitor, extraction) whose moment is not ours.
+pub async fn eventually<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !condition().await {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Options for a server whose janitor works every second with no grace.
+pub fn eager_janitor() -> Options {
+    let mut options = Options::default();
+    options.args.extend(["--janitor-interval", "1", "--deletion-grace", "0"].map(String::from));
+    options
 }
