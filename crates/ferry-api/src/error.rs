@@ -4,11 +4,13 @@
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorResponse {
     pub errors: Vec<ErrorEntry>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorEntry {
     pub code: ErrorCode,
     pub message: String,
@@ -163,6 +165,23 @@ impl<'de> Deserialize<'de> for ErrorCode {
             .ok_or_else(|| serde::de::Error::custom(format!("unknown error code `{text}`")))
     }
 }
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for ErrorCode {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        let mut codes: Vec<&str> = Self::ALL.iter().map(|c| c.as_str()).collect();
+        codes.dedup();
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some("A stable error code; see the contract's table for when each is used."))
+            .enum_values(Some(codes))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for ErrorCode {}
 
 #[cfg(test)]
 mod tests {

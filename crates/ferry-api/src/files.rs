@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// What was extracted from a file's content, and whether it was.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FileAttributes {
     pub metadata_status: MetadataStatus,
     #[serde(flatten)]
@@ -13,6 +14,7 @@ pub struct FileAttributes {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum MetadataStatus {
     NotExtracted,
@@ -23,6 +25,7 @@ pub enum MetadataStatus {
 /// Attributes by type: images `width`, `height`, `num_channels`; CSV
 /// `num_rows`, `num_columns`, `column_headers`; JSONL `num_rows`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ContentAttributes {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub width: Option<u32>,
@@ -39,6 +42,7 @@ pub struct ContentAttributes {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum FileStatus {
     #[serde(rename = "FILE_STATUS_REGISTERED")]
     Registered,
@@ -52,6 +56,7 @@ pub enum FileStatus {
 
 /// One file's record (spec §4.3).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FileMetadata {
     pub file_id: String,
     pub file_uid: String,
@@ -71,6 +76,7 @@ pub struct FileMetadata {
 
 /// The answer of a simple upload and of a delete: which file it was.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FileIdentity {
     pub is_valid: bool,
     pub file_id: String,
@@ -79,6 +85,7 @@ pub struct FileIdentity {
 
 /// An org's totals (spec §4.6).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FilesInfo {
     pub num_files: u64,
     pub num_bytes: u64,
@@ -89,6 +96,7 @@ pub struct FilesInfo {
 
 /// The query of `GET /files/metadata`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ListFilesQuery {
     /// -1 (the default) starts from the first record, like shard 0.
     #[serde(default = "ListFilesQuery::from_the_start")]

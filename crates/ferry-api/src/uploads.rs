@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::files::FileAttributes;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InitiateUploadRequest {
     pub filename: String,
     pub file_type: String,
@@ -15,6 +16,7 @@ pub struct InitiateUploadRequest {
 
 /// Which whole-file checksum `complete` verifies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum IntegrityAlgorithm {
     Crc32c,
@@ -22,6 +24,7 @@ pub enum IntegrityAlgorithm {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InitiateUploadResponse {
     pub upload_id: String,
     pub file_uid: String,
@@ -36,6 +39,7 @@ pub struct InitiateUploadResponse {
 
 /// Where and until when to PUT one part.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PartDescriptor {
     pub part_number: u32,
     pub url: String,
@@ -46,33 +50,39 @@ pub struct PartDescriptor {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PartUrlsRequest {
     pub part_numbers: Vec<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PartUrlsResponse {
     pub parts: Vec<PartDescriptor>,
 }
 
 /// A part and the token its PUT answered with (the `ETag`, quotes included).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PartTokenEntry {
     pub part_number: i64,
     pub part_token: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CheckpointRequest {
     pub parts: Vec<PartTokenEntry>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CheckpointResponse {
     pub num_checkpointed: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CompleteUploadRequest {
     pub parts: Vec<PartTokenEntry>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -80,6 +90,7 @@ pub struct CompleteUploadRequest {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CompleteUploadResponse {
     pub file_uid: String,
     pub file_name: String,

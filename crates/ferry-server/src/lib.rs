@@ -3,8 +3,10 @@
 //! - [`service`]: the operations of the contract, with no HTTP in them;
 //! - [`http`]: routes, authentication, request parsing, logging, and the one
 //!   place where errors become the contract's envelope;
-//! - [`startup`]: opening the data dir, the stores and the server secret.
+//! - [`startup`]: opening the data dir, the stores and the server secret;
+//! - [`telemetry`]: the metrics behind `/metrics`.
 
 pub mod http;
 pub mod service;
 pub mod startup;
+pub mod telemetry;

@@ -37,6 +37,7 @@ pub struct ServerConfig {
     pub deletion_grace_secs: u64,
     pub janitor_interval_secs: u64,
     pub shutdown_timeout_secs: u64,
+    pub metrics_need_key: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -153,10 +154,12 @@ impl Server {
             upload_expiry: Duration::from_secs(config.upload_expiry_secs),
             deletion_grace: Duration::from_secs(config.deletion_grace_secs),
             max_simple_upload: config.max_simple_upload,
+            metrics_need_key: config.metrics_need_key,
         };
         let extractor = Extractor { meta: meta.clone(), blob: disk.clone() };
         let service = Service {
             extractor,
+            metrics: Arc::default(),
             meta,
             blob: disk.clone(),
             local_parts: Some(disk),

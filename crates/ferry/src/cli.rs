@@ -26,6 +26,10 @@ pub enum Command {
     ///
     /// Example: ferry admin key create --org default
     Admin(AdminArgs),
+    /// Print the OpenAPI 3.1 document of the API.
+    ///
+    /// Example: ferry openapi > openapi.json
+    Openapi,
 }
 
 #[derive(Debug, Args)]
@@ -75,6 +79,9 @@ pub struct ServeArgs {
     /// Seconds requests in flight get to finish on shutdown [default: 30].
     #[arg(long, env = "FERRY_SHUTDOWN_TIMEOUT")]
     pub shutdown_timeout: Option<u64>,
+    /// Ask for an API key (of any org) on /metrics [default: false].
+    #[arg(long, env = "FERRY_METRICS_NEED_KEY")]
+    pub metrics_need_key: Option<bool>,
 }
 
 #[derive(Debug, Args)]

@@ -32,6 +32,7 @@ struct FileSettings {
     deletion_grace: Option<u64>,
     janitor_interval: Option<u64>,
     shutdown_timeout: Option<u64>,
+    metrics_need_key: Option<bool>,
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileSettings> {
@@ -63,6 +64,7 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<ServerConfig> {
         deletion_grace_secs: args.deletion_grace.or(file.deletion_grace).unwrap_or(600),
         janitor_interval_secs: args.janitor_interval.or(file.janitor_interval).unwrap_or(60),
         shutdown_timeout_secs: args.shutdown_timeout.or(file.shutdown_timeout).unwrap_or(30),
+        metrics_need_key: args.metrics_need_key.or(file.metrics_need_key).unwrap_or(false),
     })
 }
 

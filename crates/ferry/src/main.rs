@@ -15,6 +15,10 @@ async fn main() -> ExitCode {
     let outcome = match cli.command {
         cli::Command::Serve(args) => serve::run(*args).await,
         cli::Command::Admin(args) => admin::run(args).await,
+        cli::Command::Openapi => {
+            print!("{}", ferry_server::http::openapi::document());
+            Ok(())
+        }
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -11,6 +11,7 @@ use axum::http::header::{
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use ferry_api::files::{FileIdentity, FileMetadata, FilesInfo, ListFilesQuery};
+use ferry_api::{ErrorResponse, paths};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::error::ApiError;
@@ -37,8 +38,15 @@ fn content_disposition(file_name: &str) -> String {
     format!("attachment; filename*=UTF-8''{}", utf8_percent_encode(file_name, ATTR_CHARS))
 }
 
-/// Streams a file, whole or one range of it. (`HEAD` is answered by the
-/// same handler; the router drops the body.)
+#[utoipa::path(get, path = paths::DOWNLOAD, tag = "files",
+    params(("file_id" = String, Path, description = "The file's name, percent-encoded"),
+           ("Range" = Option<String>, Header, description = "One byte range, e.g. bytes=0-1023")),
+    responses(
+        (status = 200, description = "The whole file", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 206, description = "One range of the file", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = "4XX", description = "Refused: the error envelope says why", body = ErrorResponse), (status = "5XX", description = "A server fault, in the error envelope", body = ErrorResponse)))]
+/// Stream a file, whole or one range of it. (`HEAD` is answered by the same
+/// handler; the router drops the body.)
 pub async fn download(
     State(service): State<Arc<Service>>,
     Org(org): Org,
@@ -63,6 +71,10 @@ pub async fn download(
     response.body(Body::from_stream(download.bytes)).map_err(|e| ApiError::internal(e.to_string()))
 }
 
+#[utoipa::path(get, path = paths::FILE_METADATA, tag = "files",
+    params(("file_id" = String, Path, description = "The file's name, percent-encoded")),
+    responses((status = 200, description = "Done", body = FileMetadata), (status = "4XX", description = "Refused: the error envelope says why", body = ErrorResponse), (status = "5XX", description = "A server fault, in the error envelope", body = ErrorResponse)))]
+/// One file's record.
 pub async fn file_metadata(
     State(service): State<Arc<Service>>,
     Org(org): Org,
@@ -71,6 +83,14 @@ pub async fn file_metadata(
     Ok(Json(service.file_metadata(&org, &file_id).await?))
 }
 
+#[utoipa::path(get, path = paths::LIST_METADATA, tag = "files",
+    params(
+        ("shard_index" = Option<i64>, Query, description = "-1 (default) starts from the first record"),
+        ("max_items_per_shard" = Option<i64>, Query, description = "1 to 1000 (default 1000)"),
+        ("file_type" = Option<String>, Query, description = "Only files of this type"),
+    ),
+    responses((status = 200, description = "Done", body = Vec<FileMetadata>), (status = "4XX", description = "Refused: the error envelope says why", body = ErrorResponse), (status = "5XX", description = "A server fault, in the error envelope", body = ErrorResponse)))]
+/// The org's files, ordered by `file_index`.
 pub async fn list_metadata(
     State(service): State<Arc<Service>>,
     Org(org): Org,
@@ -79,10 +99,17 @@ pub async fn list_metadata(
     Ok(Json(service.list_files(&org, &query).await?))
 }
 
+#[utoipa::path(get, path = paths::FILES_INFO, tag = "files",
+    responses((status = 200, description = "Done", body = FilesInfo), (status = "4XX", description = "Refused: the error envelope says why", body = ErrorResponse), (status = "5XX", description = "A server fault, in the error envelope", body = ErrorResponse)))]
+/// The org's totals.
 pub async fn info(State(service): State<Arc<Service>>, Org(org): Org) -> Result<Json<FilesInfo>, ApiError> {
     Ok(Json(service.files_info(&org).await?))
 }
 
+#[utoipa::path(delete, path = paths::DELETE_FILE, tag = "files",
+    params(("file_id" = String, Path, description = "The file's name, percent-encoded")),
+    responses((status = 200, description = "Done", body = FileIdentity), (status = "4XX", description = "Refused: the error envelope says why", body = ErrorResponse), (status = "5XX", description = "A server fault, in the error envelope", body = ErrorResponse)))]
+/// Delete a file: the name is free at once, the bytes go soon after.
 pub async fn delete(
     State(service): State<Arc<Service>>,
     Org(org): Org,
@@ -91,6 +118,10 @@ pub async fn delete(
     Ok(Json(service.delete_file(&org, &file_id).await?))
 }
 
+#[utoipa::path(post, path = paths::SIMPLE_UPLOAD, tag = "files",
+    request_body(content = super::openapi::UploadForm, content_type = "multipart/form-data"),
+    responses((status = 200, description = "Done", body = FileIdentity), (status = "4XX", description = "Refused: the error envelope says why", body = ErrorResponse), (status = "5XX", description = "A server fault, in the error envelope", body = ErrorResponse)))]
+/// Upload a file whole: the first multipart part with a file name.
 pub async fn simple_upload(
     State(service): State<Arc<Service>>,
     Org(org): Org,
@@ -100,6 +131,10 @@ pub async fn simple_upload(
     upload(&service, org, &headers, body, Encoding::Raw).await
 }
 
+#[utoipa::path(post, path = paths::BASE64_UPLOAD, tag = "files",
+    request_body(content = super::openapi::Base64UploadForm, content_type = "multipart/form-data"),
+    responses((status = 200, description = "Done", body = FileIdentity), (status = "4XX", description = "Refused: the error envelope says why", body = ErrorResponse), (status = "5XX", description = "A server fault, in the error envelope", body = ErrorResponse)))]
+/// Upload a file whole, its part's content in base64.
 pub async fn base64_upload(
     State(service): State<Arc<Service>>,
     Org(org): Org,
@@ -178,6 +213,21 @@ async fn drain(mut body: axum::body::BodyDataStream, bound: u64) {
     }
 }
 
+#[utoipa::path(get, path = paths::METRICS, tag = "operations", security((), ("bearer" = [])),
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
+              (status = "4XX", description = "Refused: the error envelope says why", body = ErrorResponse), (status = "5XX", description = "A server fault, in the error envelope", body = ErrorResponse)))]
+/// The Prometheus metrics. Open unless the operator asked for a key.
+pub async fn metrics(State(service): State<Arc<Service>>, headers: HeaderMap) -> Result<String, ApiError> {
+    if service.metrics_need_key() {
+        let header = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        service.authenticate(header).await?;
+    }
+    Ok(service.render_metrics().await?)
+}
+
+#[utoipa::path(get, path = paths::HEALTH, tag = "operations", security(()),
+    responses((status = 200, description = "The stores answer", content_type = "text/plain", body = String),
+              (status = "5XX", description = "A server fault, in the error envelope", body = ErrorResponse)))]
 /// 200 when the metadata store and the blob store answer.
 pub async fn health(State(service): State<Arc<Service>>) -> Result<&'static str, ApiError> {
     service.health().await?;

@@ -9,13 +9,15 @@ use std::any::Any;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use ferry_core::ids::OrgId;
 
 use super::error::{ApiError, ErrorReport};
+use crate::service::Service;
+use crate::telemetry::RequestLabels;
 
 /// What is learned about a request while it is handled.
 pub struct RequestContext {
@@ -30,8 +32,8 @@ impl RequestContext {
     }
 }
 
-/// The outermost layer: times the request and writes its line.
-pub async fn log_requests(mut request: Request, next: Next) -> Response {
+/// The outermost layer: times the request, counts it and writes its line.
+pub async fn log_requests(State(service): State<Option<Arc<Service>>>, mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let context = Arc::new(RequestContext {
         request_id: uuid::Uuid::new_v4().simple().to_string(),
@@ -51,6 +53,11 @@ pub async fn log_requests(mut request: Request, next: Next) -> Response {
     let codes = report.map(|r| r.codes.join(",")).unwrap_or_default();
     let org = context.org.get().map(ToString::to_string).unwrap_or_default();
     let route = context.route.get().map_or("unmatched", String::as_str);
+    if let Some(service) = &service {
+        let labels =
+            RequestLabels { method: method.to_string(), route: route.to_owned(), status: response.status().as_u16() };
+        service.metrics().record_request(labels, started.elapsed().as_secs_f64());
+    }
     tracing::info!(
         target: "ferry::request",
         request_id = %context.request_id,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::header::{CONTENT_LENGTH, ETAG};
 use axum::http::{HeaderName, Method};
-use axum::middleware::from_fn;
+use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{delete, get, post, put};
 use ferry_api::{ErrorCode, paths};
 use tower_http::catch_panic::CatchPanicLayer;
@@ -18,6 +18,7 @@ use crate::service::Service;
 pub mod error;
 mod files;
 pub mod log;
+pub mod openapi;
 mod parts;
 pub mod request;
 mod uploads;
@@ -41,13 +42,15 @@ pub fn router(service: Arc<Service>) -> Router {
         .route(paths::DELETE_FILE, delete(files::delete))
         .route(paths::FILES_INFO, get(files::info))
         .route(paths::HEALTH, get(files::health))
-        .with_state(service);
-    with_layers(routes)
+        .route(paths::METRICS, get(files::metrics))
+        .route(paths::OPENAPI, get(openapi::openapi_json))
+        .with_state(service.clone());
+    with_layers(routes, Some(service))
 }
 
 /// What every route gets, with logging outermost so that even a panic or an
 /// unknown route gets its line.
-fn with_layers(routes: Router) -> Router {
+fn with_layers(routes: Router, service: Option<Arc<Service>>) -> Router {
     // Browsers PUT parts straight from a page and read the ETag; API calls
     // carry a bearer key, not cookies, so any origin may make them.
     let cors = CorsLayer::new()
@@ -67,7 +70,7 @@ fn with_layers(routes: Router) -> Router {
         })
         .layer(cors)
         .layer(CatchPanicLayer::custom(log::panic_response))
-        .layer(from_fn(log::log_requests))
+        .layer(from_fn_with_state(service, log::log_requests))
 }
 
 #[cfg(test)]
@@ -82,7 +85,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_panicking_handler_answers_500_in_the_envelope() {
-        let app = with_layers(Router::new().route("/boom", get(boom)).route("/fine", get(|| async { "fine" })));
+        let app = with_layers(Router::new().route("/boom", get(boom)).route("/fine", get(|| async { "fine" })), None);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });

@@ -9,6 +9,8 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 
+use ferry_api::{ErrorResponse, paths};
+
 use super::error::ApiError;
 use super::request::PathParams;
 use crate::service::Service;
@@ -22,6 +24,18 @@ const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
 /// the whole body before they read a response, and would otherwise see a
 /// broken connection instead of the error. A client that sent `Expect:
 /// 100-continue` was never asked for the body, so nothing is drained.
+#[utoipa::path(put, path = paths::PART_DATA, tag = "uploads", security(()),
+    params(
+        ("upload_id" = String, Path, description = "The upload's id"),
+        ("part_number" = u32, Path, description = "Zero-based part number"),
+        ("expires" = u64, Query, description = "Part of the presigned URL"),
+        ("key_id" = String, Query, description = "Part of the presigned URL"),
+        ("signature" = String, Query, description = "Part of the presigned URL"),
+    ),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "Exactly the part's `length` bytes"),
+    responses(
+        (status = 200, description = "The part is durable; its token is the ETag", headers(("ETag" = String, description = "The part token"))),
+        (status = "4XX", description = "Refused: the error envelope says why", body = ErrorResponse), (status = "5XX", description = "A server fault, in the error envelope", body = ErrorResponse)))]
 pub async fn put_part(
     State(service): State<Arc<Service>>,
     PathParams((upload_id, part_number)): PathParams<(String, String)>,

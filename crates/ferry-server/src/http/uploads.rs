@@ -8,6 +8,7 @@ use ferry_api::uploads::{
     CheckpointRequest, CheckpointResponse, CompleteUploadRequest, CompleteUploadResponse, InitiateUploadRequest,
     InitiateUploadResponse, PartUrlsRequest, PartUrlsResponse,
 };
+use ferry_api::{ErrorResponse, paths};
 use serde::de::IgnoredAny;
 
 use super::error::ApiError;
@@ -17,6 +18,10 @@ use crate::service::uploads::InitiateUpload;
 
 type Api<T> = Result<Json<T>, ApiError>;
 
+#[utoipa::path(post, path = paths::INITIATE_UPLOAD, tag = "uploads",
+    request_body = InitiateUploadRequest,
+    responses((status = 200, description = "Done", body = InitiateUploadResponse), (status = "4XX", description = "Refused: the error envelope says why", body = ErrorResponse), (status = "5XX", description = "A server fault, in the error envelope", body = ErrorResponse)))]
+/// Start (or resume) a direct-to-cloud upload: every part with its presigned URL.
 pub async fn initiate(
     State(service): State<Arc<Service>>,
     Org(org): Org,
@@ -31,6 +36,11 @@ pub async fn initiate(
     Ok(Json(service.initiate(&org, request).await?))
 }
 
+#[utoipa::path(post, path = paths::PART_URLS, tag = "uploads",
+    params(("upload_id" = String, Path, description = "The upload's id")),
+    request_body = PartUrlsRequest,
+    responses((status = 200, description = "Done", body = PartUrlsResponse), (status = "4XX", description = "Refused: the error envelope says why", body = ErrorResponse), (status = "5XX", description = "A server fault, in the error envelope", body = ErrorResponse)))]
+/// Fresh presigned URLs for parts, in request order.
 pub async fn part_urls(
     State(service): State<Arc<Service>>,
     Org(org): Org,
@@ -42,6 +52,11 @@ pub async fn part_urls(
     Ok(Json(PartUrlsResponse { parts }))
 }
 
+#[utoipa::path(post, path = paths::CHECKPOINT, tag = "uploads",
+    params(("upload_id" = String, Path, description = "The upload's id")),
+    request_body = CheckpointRequest,
+    responses((status = 200, description = "Done", body = CheckpointResponse), (status = "4XX", description = "Refused: the error envelope says why", body = ErrorResponse), (status = "5XX", description = "A server fault, in the error envelope", body = ErrorResponse)))]
+/// Record part tokens, all or none.
 pub async fn checkpoint(
     State(service): State<Arc<Service>>,
     Org(org): Org,
@@ -52,6 +67,11 @@ pub async fn checkpoint(
     Ok(Json(service.checkpoint(&org, &upload_id, &request.parts).await?))
 }
 
+#[utoipa::path(post, path = paths::COMPLETE_UPLOAD, tag = "uploads",
+    params(("upload_id" = String, Path, description = "The upload's id")),
+    request_body = CompleteUploadRequest,
+    responses((status = 200, description = "Done", body = CompleteUploadResponse), (status = "4XX", description = "Refused: the error envelope says why", body = ErrorResponse), (status = "5XX", description = "A server fault, in the error envelope", body = ErrorResponse)))]
+/// Register the uploaded parts as the file.
 pub async fn complete(
     State(service): State<Arc<Service>>,
     Org(org): Org,
@@ -63,7 +83,12 @@ pub async fn complete(
     Ok(Json(service.complete(&org, &upload_id, &request.parts, checksum).await?))
 }
 
-/// Answers 200 with an empty body (spec §3.6); any JSON body is accepted.
+#[utoipa::path(post, path = paths::ABORT_UPLOAD, tag = "uploads",
+    params(("upload_id" = String, Path, description = "The upload's id")),
+    request_body(content = Option<Object>, description = "Optional; any JSON object"),
+    responses((status = 200, description = "Aborted (empty body)"), (status = "4XX", description = "Refused: the error envelope says why", body = ErrorResponse), (status = "5XX", description = "A server fault, in the error envelope", body = ErrorResponse)))]
+/// Abort an upload and free its storage. Answers 200 with an empty body
+/// (spec §3.6); any JSON body is accepted.
 pub async fn abort(
     State(service): State<Arc<Service>>,
     Org(org): Org,

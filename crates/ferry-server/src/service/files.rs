@@ -148,8 +148,13 @@ impl Service {
             Some(RangeRequest::Part(range)) => (range, true),
             Some(RangeRequest::Unsatisfiable) => return Err(ServiceError::RangeNotSatisfiable { len: file.num_bytes }),
         };
-        let bytes = self.blob.read(&file.file_uid, range.clone()).await?;
-        Ok(Download { file, range, partial, bytes })
+        let sent = self.metrics.bytes_sent.clone();
+        let bytes = self.blob.read(&file.file_uid, range.clone()).await?.inspect(move |chunk| {
+            if let Ok(chunk) = chunk {
+                sent.inc_by(chunk.len() as u64);
+            }
+        });
+        Ok(Download { file, range, partial, bytes: Box::pin(bytes) })
     }
 
     /// Checks a simple upload's name and type before any byte is stored.
@@ -190,6 +195,12 @@ impl Service {
         let now = now_secs();
         let guard = self.meta.enqueue_blob_deletion(&BlobKey::File(file_uid), now + SIMPLE_UPLOAD_GUARD_SECS).await?;
 
+        let received = self.metrics.bytes_received.clone();
+        let body = body.inspect(move |chunk| {
+            if let Ok(chunk) = chunk {
+                received.inc_by(chunk.len() as u64);
+            }
+        });
         let source = limited_and_decoded(body, limit, incoming.encoding);
         let written = self.blob.write_file(&file_uid, limit, source).await;
         let digest = match written {

@@ -109,6 +109,15 @@ impl Extractor {
 impl Service {
     /// One pass of background work; safe to run on every server at once.
     pub async fn janitor_pass(&self) -> Result<JanitorReport> {
+        let report = self.janitor_work().await?;
+        self.metrics.expired_uploads.inc_by(report.expired_uploads as u64);
+        self.metrics.deleted_blobs.inc_by(report.deleted_blobs as u64);
+        self.metrics.failed_deletions.inc_by(report.failed_deletions as u64);
+        self.metrics.ingested_files.inc_by(report.ingested_files as u64);
+        Ok(report)
+    }
+
+    async fn janitor_work(&self) -> Result<JanitorReport> {
         let mut report = JanitorReport::default();
         let now = now_secs();
         let idle_before = now - self.settings.upload_expiry.as_secs() as i64;

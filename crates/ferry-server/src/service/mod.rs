@@ -15,6 +15,8 @@ use ferry_core::token::PartTokenKey;
 use ferry_core::upload::{ClaimProblems, UploadPolicy, UploadState};
 use ferry_meta::{MetaError, MetadataStore};
 
+use crate::telemetry::Metrics;
+
 mod extract;
 pub mod files;
 pub mod janitor;
@@ -36,6 +38,7 @@ pub struct Service {
     pub(crate) policy: UploadPolicy,
     pub(crate) settings: Settings,
     pub(crate) extractor: Extractor,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 /// The operator's settings the operations read.
@@ -51,6 +54,8 @@ pub struct Settings {
     pub deletion_grace: Duration,
     /// The largest simple or base64 upload, as sent.
     pub max_simple_upload: u64,
+    /// Whether `/metrics` asks for an API key.
+    pub metrics_need_key: bool,
 }
 
 /// One thing wrong with a request. A request may have several.
@@ -181,6 +186,20 @@ impl Service {
 
     pub fn max_simple_upload(&self) -> u64 {
         self.settings.max_simple_upload
+    }
+
+    pub fn metrics_need_key(&self) -> bool {
+        self.settings.metrics_need_key
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The metrics, with the gauges read from the stores now.
+    pub async fn render_metrics(&self) -> Result<String> {
+        self.metrics.uploads_in_progress.set(self.meta.count_active_uploads().await? as i64);
+        Ok(self.metrics.render())
     }
 
     /// Whether the metadata store and the blob store both answer.

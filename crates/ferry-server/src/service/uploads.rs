@@ -404,6 +404,7 @@ impl Service {
                 wrong_size(Some(received))
             })?;
             received += chunk.len() as u64;
+            self.metrics.bytes_received.inc_by(chunk.len() as u64);
             writer.write(chunk).await.map_err(|e| match e {
                 BlobError::TooLong { .. } => wrong_size(None),
                 other => other.into(),

@@ -40,7 +40,7 @@ async fn deleting_frees_the_name_at_once_and_the_bytes_after_the_grace() {
     let client = server.client();
     let uploaded = client.upload("gone.csv", b"a,b\n1,2\n").await;
     let uid = uploaded["file_uid"].as_str().unwrap().to_owned();
-    assert_eq!(server.blobs("files"), [uid.clone()]);
+    assert_eq!(server.blobs("files"), std::slice::from_ref(&uid));
 
     let reply = client.delete("gone.csv").await.assert_ok();
     assert_eq!(reply, json!({"is_valid": true, "file_id": "gone.csv", "file_uid": uid}));

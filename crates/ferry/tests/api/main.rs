@@ -13,6 +13,7 @@ mod files;
 mod initiate;
 mod lifecycle;
 mod metadata;
+mod operations;
 mod orgs;
 mod part_put;
 mod part_urls;

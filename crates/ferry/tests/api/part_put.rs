@@ -80,7 +80,7 @@ async fn a_body_of_the_wrong_length_is_refused_and_the_part_stays_missing() {
 
 /// Sends a PUT's head with `Expect: 100-continue` and waits for the server
 /// to ask for the body: by then it has checked the URL and claimed the part.
-async fn put_head_awaiting_continue(url: &str, length: usize) -> TcpStream {
+pub async fn put_head_awaiting_continue(url: &str, length: usize) -> TcpStream {
     let rest = url.strip_prefix("http://").unwrap();
     let (host, path) = rest.split_at(rest.find('/').unwrap());
     let mut stream = TcpStream::connect(host).await.unwrap();
@@ -92,7 +92,7 @@ async fn put_head_awaiting_continue(url: &str, length: usize) -> TcpStream {
     stream
 }
 
-async fn read_head(stream: &mut TcpStream) -> String {
+pub async fn read_head(stream: &mut TcpStream) -> String {
     let mut head = Vec::new();
     while !head.ends_with(b"\r\n\r\n") {
         let mut byte = [0u8];

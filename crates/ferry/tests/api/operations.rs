@@ -1,0 +1,157 @@
+//! Spec §6: health, metrics, the OpenAPI document, logs and shutdown.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+
+use crate::harness::*;
+use crate::part_put::{put_head_awaiting_continue, read_head};
+
+#[tokio::test]
+async fn health_answers_without_a_key() {
+    let server = Server::start();
+    let reply = reply(http().get(format!("{}/health", server.url)).send().await.unwrap()).await;
+    assert_eq!((reply.status.as_u16(), reply.body.as_slice()), (200, &b"ok"[..]));
+}
+
+fn metric(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no `{name_and_labels}` in\n{text}"))
+}
+
+#[tokio::test]
+async fn metrics_count_requests_bytes_uploads_and_janitor_work() {
+    let server = Server::start_with(eager_janitor());
+    let client = server.client();
+    let data = bytes(3000, 110);
+    client.upload("m.bin", &data).await;
+    client.download("m.bin").await;
+    client.simple_upload("s.bin", vec![1; 500], None).await.assert_ok();
+    client.start_upload("open.bin", 10).await;
+    client.get("/v0.5/nothing").await;
+    client.delete("m.bin").await.assert_ok();
+    eventually("the janitor deleted m.bin", || async { server.blobs("files").len() == 1 }).await;
+
+    let text = String::from_utf8(reply(http().get(format!("{}/metrics", server.url)).send().await.unwrap()).await.body)
+        .unwrap();
+    let initiated = r#"ferry_http_requests_total{method="POST",route="/v0.5/files/uploads/initiate",status="200"}"#;
+    assert_eq!(metric(&text, initiated), 2.0);
+    assert_eq!(metric(&text, r#"ferry_http_requests_total{method="GET",route="unmatched",status="404"}"#), 1.0);
+    assert_eq!(
+        metric(
+            &text,
+            r#"ferry_http_request_duration_seconds_count{method="POST",route="/v0.5/files/uploads/initiate",status="200"}"#
+        ),
+        2.0
+    );
+    assert!(metric(&text, "ferry_bytes_received_total") >= 3500.0);
+    assert_eq!(metric(&text, "ferry_bytes_sent_total"), 3000.0);
+    assert_eq!(metric(&text, "ferry_uploads_in_progress"), 1.0);
+    assert_eq!(metric(&text, "ferry_janitor_deleted_blobs_total"), 1.0);
+}
+
+#[tokio::test]
+async fn metrics_can_ask_for_a_key() {
+    let mut options = Options::default();
+    options.args.extend(["--metrics-need-key", "true"].map(String::from));
+    let server = Server::start_with(options);
+    let open = reply(http().get(format!("{}/metrics", server.url)).send().await.unwrap()).await;
+    open.assert_error(401, "invalid_api_key");
+    assert_eq!(server.client().get("/metrics").await.status, 200);
+}
+
+fn committed_document() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../openapi.json")).unwrap()
+}
+
+#[tokio::test]
+async fn the_committed_openapi_document_is_the_one_the_code_generates() {
+    let generated = Command::new(env!("CARGO_BIN_EXE_ferry")).arg("openapi").output().unwrap();
+    assert!(generated.status.success());
+    assert!(
+        String::from_utf8(generated.stdout).unwrap() == committed_document(),
+        "openapi.json is stale: run `cargo run -- openapi > openapi.json` and commit it"
+    );
+    let server = Server::start();
+    let served = reply(http().get(format!("{}/openapi.json", server.url)).send().await.unwrap()).await.json();
+    assert_eq!(served, serde_json::from_str::<Value>(&committed_document()).unwrap());
+}
+
+#[test]
+fn the_openapi_document_covers_every_route_and_validates_as_openapi_3_1() {
+    let document: Value = serde_json::from_str(&committed_document()).unwrap();
+    assert_eq!(document["openapi"], "3.1.0");
+    let paths: BTreeSet<&str> = document["paths"].as_object().unwrap().keys().map(String::as_str).collect();
+    let routes = [
+        "/health",
+        "/metrics",
+        "/openapi.json",
+        "/parts/{upload_id}/{part_number}",
+        "/v0.5/files",
+        "/v0.5/files/base64",
+        "/v0.5/files/delete/{file_id}",
+        "/v0.5/files/download/{file_id}",
+        "/v0.5/files/info",
+        "/v0.5/files/metadata",
+        "/v0.5/files/metadata/{file_id}",
+        "/v0.5/files/uploads/initiate",
+        "/v0.5/files/uploads/{upload_id}/abort",
+        "/v0.5/files/uploads/{upload_id}/complete",
+        "/v0.5/files/uploads/{upload_id}/parts/checkpoint",
+        "/v0.5/files/uploads/{upload_id}/parts/urls",
+    ];
+    assert_eq!(paths, routes.into_iter().collect());
+
+    let validator = std::env::var("FERRY_OPENAPI_VALIDATOR")
+        .expect("FERRY_OPENAPI_VALIDATOR is not set: scripts/test installs openapi-spec-validator and sets it");
+    let output = Command::new(&validator)
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../../openapi.json"))
+        .output()
+        .unwrap_or_else(|e| panic!("running {validator}: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success() && stdout.contains("OK"), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+}
+
+#[tokio::test]
+async fn each_request_has_one_structured_log_line() {
+    let server = Server::start();
+    let client = server.client();
+    let upload = client.start_upload("logged.bin", 10).await;
+    client.part_urls(upload.id(), json!([0])).await.assert_ok();
+    let log = server.log();
+    let line = log.lines().find(|l| l.contains("route=\"/v0.5/files/uploads/{upload_id}/parts/urls\"")).unwrap();
+    for field in ["request_id=", "method=POST", "status=200", "latency_ms=", "org=\"org_"] {
+        assert!(line.contains(field), "{field} missing from {line}");
+    }
+    // Signatures never reach the log.
+    assert!(!log.contains("signature="), "a presigned URL was logged");
+}
+
+/// SIGTERM stops new connections but lets a part PUT that is streaming
+/// finish, then the server exits cleanly.
+#[tokio::test]
+async fn shutdown_lets_a_streaming_part_put_finish() {
+    let mut server = Server::start();
+    let client = server.client();
+    let data = bytes(PART, 111);
+    let upload = client.start_upload("last.bin", data.len()).await;
+    let mut put = put_head_awaiting_continue(upload.url(0), PART).await;
+    server.terminate();
+    // New connections are refused once the server stops accepting.
+    let url = server.url.clone();
+    eventually("the server stops accepting", || {
+        let url = url.clone();
+        async move { http().get(format!("{url}/health")).send().await.is_err() }
+    })
+    .await;
+    put.write_all(&data).await.unwrap();
+    let head = read_head(&mut put).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    drop(put);
+    assert!(server.wait(), "the server did not exit cleanly");
+}
