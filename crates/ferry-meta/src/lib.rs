@@ -187,7 +187,9 @@ pub trait MetadataStore: Send + Sync + 'static {
 
     // Uploads.
 
-    async fn insert_upload(&self, upload: &UploadRecord) -> Result<()>;
+    /// Records a new upload whose storage exists, and removes the deletion
+    /// queue entry `guard` that covered that storage until now.
+    async fn insert_upload(&self, upload: &UploadRecord, guard: BlobDeletionId) -> Result<()>;
     async fn get_upload(&self, org_id: &OrgId, upload_id: &UploadId) -> Result<Option<UploadRecord>>;
     /// For the presigned part PUT only: its URL, not an org, authorizes it.
     async fn get_upload_for_part_put(&self, upload_id: &UploadId) -> Result<Option<UploadRecord>>;

@@ -76,6 +76,14 @@ fn upload(org: OrgId, name: &str, created_at: i64) -> UploadRecord {
     }
 }
 
+/// Inserts an upload the way the server does: its storage guarded by a
+/// deletion-queue entry until the upload's row exists.
+async fn insert(store: &dyn MetadataStore, upload: &UploadRecord) {
+    let guard =
+        store.enqueue_blob_deletion(&BlobKey::Upload(upload.upload_id, upload.file_uid), NOW + 86_400).await.unwrap();
+    store.insert_upload(upload, guard).await.unwrap();
+}
+
 fn part(n: u32, token: &str) -> RecordedPart {
     RecordedPart { part_number: n, token: PartToken::from_wire(token), crc32c: Crc32c(n + 1), num_bytes: 5 << 20 }
 }
@@ -121,7 +129,7 @@ async fn keys_are_found_listed_and_revoked(store: Arc<dyn MetadataStore>) {
 async fn uploads_are_scoped_to_their_org(store: Arc<dyn MetadataStore>) {
     let (mine, theirs) = (org(store.as_ref(), "mine").await, org(store.as_ref(), "theirs").await);
     let u = upload(mine, "a.csv", NOW);
-    store.insert_upload(&u).await.unwrap();
+    insert(store.as_ref(), &u).await;
     assert_eq!(store.get_upload(&mine, &u.upload_id).await.unwrap(), Some(u.clone()));
     assert_eq!(store.get_upload(&theirs, &u.upload_id).await.unwrap(), None);
     assert_eq!(store.find_resumable_upload(&theirs, "a.csv").await.unwrap(), None);
@@ -134,8 +142,8 @@ async fn uploads_are_scoped_to_their_org(store: Arc<dyn MetadataStore>) {
 async fn resume_finds_the_newest_active_upload(store: Arc<dyn MetadataStore>) {
     let org = org(store.as_ref(), "o").await;
     let (old, new) = (upload(org, "a.csv", NOW), upload(org, "a.csv", NOW + 10));
-    store.insert_upload(&old).await.unwrap();
-    store.insert_upload(&new).await.unwrap();
+    insert(store.as_ref(), &old).await;
+    insert(store.as_ref(), &new).await;
     assert_eq!(store.find_resumable_upload(&org, "a.csv").await.unwrap().unwrap().upload_id, new.upload_id);
     store.abort_upload(&org, &new.upload_id, NOW).await.unwrap();
     assert_eq!(store.find_resumable_upload(&org, "a.csv").await.unwrap().unwrap().upload_id, old.upload_id);
@@ -144,7 +152,7 @@ async fn resume_finds_the_newest_active_upload(store: Arc<dyn MetadataStore>) {
 async fn parts_are_recorded_only_while_the_upload_is_active(store: Arc<dyn MetadataStore>) {
     let org = org(store.as_ref(), "o").await;
     let u = upload(org, "a.csv", NOW);
-    store.insert_upload(&u).await.unwrap();
+    insert(store.as_ref(), &u).await;
     store.record_part(&u.upload_id, &part(1, "t1"), NOW + 7).await.unwrap();
     assert!(store.has_part(&u.upload_id, 1).await.unwrap());
     assert_eq!(store.get_upload(&org, &u.upload_id).await.unwrap().unwrap().last_activity_at, NOW + 7);
@@ -163,7 +171,7 @@ async fn parts_are_recorded_only_while_the_upload_is_active(store: Arc<dyn Metad
 async fn checkpoints_are_all_or_nothing(store: Arc<dyn MetadataStore>) {
     let org = org(store.as_ref(), "o").await;
     let u = upload(org, "a.csv", NOW);
-    store.insert_upload(&u).await.unwrap();
+    insert(store.as_ref(), &u).await;
     store.record_part(&u.upload_id, &part(0, "t0"), NOW).await.unwrap();
     store.record_part(&u.upload_id, &part(1, "t1"), NOW).await.unwrap();
     let refused = store.checkpoint(&org, &u.upload_id, &[claim(0, "t0"), claim(1, "bad")], NOW).await.unwrap();
@@ -178,7 +186,7 @@ async fn of_racing_completes_exactly_one_wins(store: Arc<dyn MetadataStore>) {
     let org = org(store.as_ref(), "o").await;
     for _ in 0..10 {
         let u = upload(org, "race.csv", NOW);
-        store.insert_upload(&u).await.unwrap();
+        insert(store.as_ref(), &u).await;
         let racers: Vec<_> = (0..8)
             .map(|_| {
                 let (store, r) = (store.clone(), registration(org, &u, FileStatus::Registered));
@@ -202,7 +210,7 @@ async fn registering_a_taken_name_displaces_the_old_file_into_the_deletion_queue
     let org = org(store.as_ref(), "o").await;
     let (first, second) = (upload(org, "a.csv", NOW), upload(org, "a.csv", NOW));
     for u in [&first, &second] {
-        store.insert_upload(u).await.unwrap();
+        insert(store.as_ref(), u).await;
     }
     let a = store.complete_upload(&registration(org, &first, FileStatus::Registered)).await.unwrap();
     let b = store.complete_upload(&registration(org, &second, FileStatus::Registered)).await.unwrap();
@@ -221,7 +229,7 @@ async fn a_corrupt_file_never_displaces_a_good_one(store: Arc<dyn MetadataStore>
     let org = org(store.as_ref(), "o").await;
     let (good, bad) = (upload(org, "a.csv", NOW), upload(org, "a.csv", NOW));
     for u in [&good, &bad] {
-        store.insert_upload(u).await.unwrap();
+        insert(store.as_ref(), u).await;
     }
     store.complete_upload(&registration(org, &good, FileStatus::Registered)).await.unwrap();
     let corrupt = store.complete_upload(&registration(org, &bad, FileStatus::Corrupt)).await.unwrap();
@@ -234,7 +242,7 @@ async fn a_corrupt_file_never_displaces_a_good_one(store: Arc<dyn MetadataStore>
 async fn abort_is_idempotent_and_queues_the_uploads_storage(store: Arc<dyn MetadataStore>) {
     let org = org(store.as_ref(), "o").await;
     let u = upload(org, "a.csv", NOW);
-    store.insert_upload(&u).await.unwrap();
+    insert(store.as_ref(), &u).await;
     store.record_part(&u.upload_id, &part(0, "t0"), NOW).await.unwrap();
     let AbortOutcome::Aborted { deletion } = store.abort_upload(&org, &u.upload_id, NOW).await.unwrap() else {
         panic!("the first abort found nothing to abort");
@@ -245,7 +253,7 @@ async fn abort_is_idempotent_and_queues_the_uploads_storage(store: Arc<dyn Metad
     assert_eq!((due[0].id, due[0].blob_key), (deletion, BlobKey::Upload(u.upload_id, u.file_uid)));
 
     let done = upload(org, "b.csv", NOW);
-    store.insert_upload(&done).await.unwrap();
+    insert(store.as_ref(), &done).await;
     store.complete_upload(&registration(org, &done, FileStatus::Registered)).await.unwrap();
     let refused = store.abort_upload(&org, &done.upload_id, NOW).await;
     assert!(matches!(refused, Err(MetaError::UploadNotActive(UploadState::Completed))), "{refused:?}");
@@ -266,7 +274,7 @@ async fn idle_uploads_expire_into_the_deletion_queue(store: Arc<dyn MetadataStor
     let org = org(store.as_ref(), "o").await;
     let (idle, busy) = (upload(org, "idle.csv", NOW), upload(org, "busy.csv", NOW));
     for u in [&idle, &busy] {
-        store.insert_upload(u).await.unwrap();
+        insert(store.as_ref(), u).await;
     }
     store.touch_upload(&busy.upload_id, NOW + 100).await.unwrap();
     assert_eq!(store.count_active_uploads().await.unwrap(), 2);

@@ -440,9 +440,10 @@ impl MetadataStore for Sqlite {
         .await
     }
 
-    async fn insert_upload(&self, upload: &UploadRecord) -> Result<()> {
+    async fn insert_upload(&self, upload: &UploadRecord, guard: BlobDeletionId) -> Result<()> {
         let u = upload.clone();
         self.write(move |tx| {
+            tx.execute("DELETE FROM blob_deletions WHERE id = ?1", [guard.0]).map_err(backend)?;
             tx.execute(
                 &format!("INSERT INTO uploads ({UPLOAD_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
                 params![

@@ -18,12 +18,8 @@ use ferry_core::upload::file_type_from_name;
 use ferry_meta::{FileRecord, NewFile};
 use futures_util::{Stream, StreamExt};
 
+use super::uploads::STORAGE_GUARD_SECS;
 use super::{BadRequest, Result, Service, ServiceError, now_secs, rfc3339};
-
-/// How long the bytes of a simple upload may take to arrive before the
-/// deletion queue entry guarding them comes due (a crash mid-upload leaves
-/// them to it).
-const SIMPLE_UPLOAD_GUARD_SECS: i64 = 24 * 3600;
 
 /// A file and its bytes, ready to stream.
 pub struct Download {
@@ -193,7 +189,7 @@ impl Service {
         let limit = self.settings.max_simple_upload;
         let file_uid = FileUid::generate();
         let now = now_secs();
-        let guard = self.meta.enqueue_blob_deletion(&BlobKey::File(file_uid), now + SIMPLE_UPLOAD_GUARD_SECS).await?;
+        let guard = self.meta.enqueue_blob_deletion(&BlobKey::File(file_uid), now + STORAGE_GUARD_SECS).await?;
 
         let received = self.metrics.bytes_received.clone();
         let body = body.inspect(move |chunk| {

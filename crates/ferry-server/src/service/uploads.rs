@@ -9,6 +9,7 @@ use ferry_api::uploads::{
     PartTokenEntry,
 };
 use ferry_blob::BlobError;
+use ferry_core::blob_key::BlobKey;
 use ferry_core::checksum::Crc32c;
 use ferry_core::file::FileStatus;
 use ferry_core::ids::{FileUid, OrgId, UploadId};
@@ -20,6 +21,10 @@ use ferry_meta::{AbortOutcome, MetaError, Registration, UploadRecord};
 use futures_util::{Stream, StreamExt};
 
 use super::{BadRequest, Result, Service, ServiceError, claim_problems, now_ms, now_secs, rfc3339, upload_refusal};
+
+/// How long storage written ahead of its metadata row is kept if the row
+/// never comes (a crash in between): long past any request's duration.
+pub(crate) const STORAGE_GUARD_SECS: i64 = 24 * 3600;
 
 /// What a client asks to upload.
 pub struct InitiateUpload {
@@ -153,11 +158,17 @@ impl Service {
             created_at: now,
             last_activity_at: now,
         };
-        // Storage first: a crash after it leaves an unreferenced staging
-        // file, which is harmless; the other order would leave an upload
-        // whose parts have nowhere to go.
-        self.blob.create_upload(&upload.upload_id, size).await?;
-        if let Err(e) = self.meta.insert_upload(&upload).await {
+        // Storage first, so that an upload never exists without it; a guard
+        // in the deletion queue covers the storage until the upload's row
+        // does, so a crash between the two leaves nothing behind for good.
+        let key = BlobKey::Upload(upload.upload_id, upload.file_uid);
+        let guard = self.meta.enqueue_blob_deletion(&key, now + STORAGE_GUARD_SECS).await?;
+        if let Err(e) = self.blob.create_upload(&upload.upload_id, size).await {
+            self.meta.finish_blob_deletion(guard).await?;
+            return Err(e.into());
+        }
+        if let Err(e) = self.meta.insert_upload(&upload, guard).await {
+            // The guard stays queued: the janitor frees the storage if this fails.
             let _ = self.blob.abort_upload(&upload.upload_id, &upload.file_uid).await;
             return Err(e.into());
         }
