@@ -26,6 +26,33 @@ pub enum Command {
     ///
     /// Example: ferry admin key create --org default
     Admin(AdminArgs),
+    /// Upload files: small ones whole, others in parallel parts, resumable.
+    ///
+    /// Run it again after an interruption (Ctrl-C, a crash, a lost network)
+    /// and it sends only what the server does not have yet.
+    ///
+    /// Example: ferry upload videos/*.mp4 --parallel 8
+    Upload(UploadArgs),
+    /// Download a file, resuming a cut-off download and checking its CRC32C.
+    ///
+    /// Example: ferry download train.parquet -o data/train.parquet
+    Download(DownloadArgs),
+    /// List files.
+    ///
+    /// Example: ferry ls --type text/csv
+    Ls(LsArgs),
+    /// Show a file's metadata, or the org's totals without a file.
+    ///
+    /// Example: ferry info report.csv
+    Info(InfoArgs),
+    /// Delete a file.
+    ///
+    /// Example: ferry rm old-report.csv
+    Rm(RmArgs),
+    /// Show the interrupted uploads this machine can resume.
+    ///
+    /// Example: ferry status
+    Status(StatusArgs),
     /// Print the OpenAPI 3.1 document of the API.
     ///
     /// Example: ferry openapi > openapi.json
@@ -134,4 +161,99 @@ pub enum KeyCommand {
     ///
     /// Example: ferry admin key revoke key_01jfz8k2m4c5v6b7n8p9q0r1s2
     Revoke { key_id: String },
+}
+
+/// Where the server is and the key to use.
+#[derive(Debug, Args)]
+pub struct Connection {
+    /// The server [default: http://127.0.0.1:8080].
+    #[arg(long, env = "FERRY_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// The API key.
+    #[arg(long, env = "FERRY_API_KEY", hide_env_values = true)]
+    pub api_key: String,
+}
+
+/// How results are shown.
+#[derive(Debug, Args)]
+pub struct Output {
+    /// No progress bars or notes.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// One JSON object per result on stdout, for scripts (implies --quiet).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UploadArgs {
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// The name on the server (one file only) [default: the file's name].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The file type [default: from the extension].
+    #[arg(long = "type")]
+    pub file_type: Option<String>,
+    /// Parts in flight at once.
+    #[arg(long, default_value_t = 8)]
+    pub parallel: usize,
+    /// Files smaller than this many bytes are sent whole.
+    #[arg(long, default_value_t = 16 * 1024 * 1024)]
+    pub simple_threshold: u64,
+    /// Cap the upload rate, in bytes per second.
+    #[arg(long)]
+    pub limit_rate: Option<u64>,
+    #[command(flatten)]
+    pub connection: Connection,
+    #[command(flatten)]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct DownloadArgs {
+    pub file_id: String,
+    /// Where to write it [default: the file's name, here].
+    #[arg(long, short)]
+    pub output_path: Option<PathBuf>,
+    #[command(flatten)]
+    pub connection: Connection,
+    #[command(flatten)]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Only files of this type.
+    #[arg(long = "type")]
+    pub file_type: Option<String>,
+    #[command(flatten)]
+    pub connection: Connection,
+    /// JSON, for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    pub file_id: Option<String>,
+    #[command(flatten)]
+    pub connection: Connection,
+    /// JSON, for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    pub file_id: String,
+    #[command(flatten)]
+    pub connection: Connection,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// JSON, for scripts.
+    #[arg(long)]
+    pub json: bool,
 }

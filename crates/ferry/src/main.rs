@@ -6,6 +6,7 @@ use clap::Parser;
 
 mod admin;
 mod cli;
+mod client;
 mod config;
 mod serve;
 
@@ -15,6 +16,12 @@ async fn main() -> ExitCode {
     let outcome = match cli.command {
         cli::Command::Serve(args) => serve::run(*args).await,
         cli::Command::Admin(args) => admin::run(args).await,
+        cli::Command::Upload(args) => client::upload(args).await,
+        cli::Command::Download(args) => client::download(args).await,
+        cli::Command::Ls(args) => client::ls(args).await,
+        cli::Command::Info(args) => client::info(args).await,
+        cli::Command::Rm(args) => client::rm(args).await,
+        cli::Command::Status(args) => client::status(args),
         cli::Command::Openapi => {
             print!("{}", ferry_server::http::openapi::document());
             Ok(())

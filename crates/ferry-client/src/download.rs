@@ -1,0 +1,115 @@
+//! Downloading a file: into a temp name beside the target, resumed with a
+//! `Range` after a cut-off, verified against the file's CRC32C, and renamed
+//! into place only when whole and correct.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ferry_core::checksum::{Crc32c, PartHasher};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::client::Client;
+use crate::error::{ClientError, Result};
+use crate::progress::Progress;
+
+/// Which file a partial download holds bytes of, so that a resume never
+/// glues two different files together.
+#[derive(Debug, Serialize, Deserialize)]
+struct PartialOf {
+    file_uid: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Downloaded {
+    pub path: PathBuf,
+    pub num_bytes: u64,
+    /// Bytes that were already there from an interrupted download.
+    pub resumed_from: u64,
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    name.into()
+}
+
+/// CRC32C of what is already on disk, read once.
+async fn crc_of(path: &Path) -> Result<PartHasher> {
+    let mut file = tokio::fs::File::open(path).await.map_err(ClientError::io(path))?;
+    let mut hasher = PartHasher::default();
+    let mut buffer = vec![0u8; 256 * 1024];
+    loop {
+        let n = file.read(&mut buffer).await.map_err(ClientError::io(path))?;
+        if n == 0 {
+            return Ok(hasher);
+        }
+        hasher.update(&buffer[..n]);
+    }
+}
+
+pub async fn download_file(
+    client: &Client,
+    file_id: &str,
+    out: &Path,
+    progress: Arc<dyn Progress>,
+) -> Result<Downloaded> {
+    let metadata = client.file_metadata(file_id).await?;
+    let expected = Crc32c::from_base64(&metadata.checksum_crc32c)
+        .map_err(|e| ClientError::Invalid(format!("the server's checksum: {e}")))?;
+    let partial = with_suffix(out, ".ferry-partial");
+    let marker = with_suffix(out, ".ferry-partial.json");
+
+    let same_file = tokio::fs::read(&marker)
+        .await
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<PartialOf>(&bytes).ok())
+        .is_some_and(|p| p.file_uid == metadata.file_uid);
+    let mut from = match tokio::fs::metadata(&partial).await {
+        Ok(m) if same_file && m.len() <= metadata.num_bytes => m.len(),
+        _ => 0,
+    };
+    if from == 0 {
+        let marked = serde_json::to_vec(&PartialOf { file_uid: metadata.file_uid.clone() }).expect("serializes");
+        tokio::fs::write(&marker, marked).await.map_err(ClientError::io(&marker))?;
+        tokio::fs::File::create(&partial).await.map_err(ClientError::io(&partial))?;
+    }
+    let mut hasher = if from > 0 { crc_of(&partial).await? } else { PartHasher::default() };
+    progress.start(metadata.num_bytes, from);
+
+    if from < metadata.num_bytes {
+        let response = client.download_from(file_id, from).await?;
+        if response.status() == reqwest::StatusCode::OK && from > 0 {
+            // The server sent the whole file after all: start over.
+            from = 0;
+            hasher = PartHasher::default();
+        }
+        let mut file =
+            tokio::fs::OpenOptions::new().write(true).open(&partial).await.map_err(ClientError::io(&partial))?;
+        file.set_len(from).await.map_err(ClientError::io(&partial))?;
+        use tokio::io::AsyncSeekExt;
+        file.seek(std::io::SeekFrom::Start(from)).await.map_err(ClientError::io(&partial))?;
+        let mut body = response.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            // A cut-off keeps what arrived; the next run resumes from there.
+            let chunk = chunk?;
+            file.write_all(&chunk).await.map_err(ClientError::io(&partial))?;
+            hasher.update(&chunk);
+            progress.advance(chunk.len() as u64);
+        }
+        file.sync_all().await.map_err(ClientError::io(&partial))?;
+    }
+
+    let digest = hasher.finish();
+    if digest.num_bytes != metadata.num_bytes || digest.crc32c != expected {
+        // Wrong bytes can never be resumed into right ones: start over next time.
+        let _ = tokio::fs::remove_file(&partial).await;
+        let _ = tokio::fs::remove_file(&marker).await;
+        return Err(ClientError::Integrity { expected: expected.to_base64(), actual: digest.crc32c.to_base64() });
+    }
+    tokio::fs::rename(&partial, out).await.map_err(ClientError::io(out))?;
+    let _ = tokio::fs::remove_file(&marker).await;
+    progress.finish();
+    Ok(Downloaded { path: out.to_owned(), num_bytes: metadata.num_bytes, resumed_from: from })
+}

@@ -1,0 +1,58 @@
+//! Retrying with exponential backoff and jitter (backon), honouring the
+//! server's `Retry-After`.
+
+use std::future::Future;
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+
+use crate::error::{ClientError, Result};
+
+/// How hard to try before giving up.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub min_delay: Duration,
+    pub max_delay: Duration,
+    /// Give up once the waits add up to this (a server restart or a network
+    /// outage shorter than this is survived without the user noticing).
+    pub give_up_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            min_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(15),
+            give_up_after: Duration::from_secs(300),
+        }
+    }
+}
+
+impl RetryPolicy {
+    fn backoff(&self) -> ExponentialBuilder {
+        ExponentialBuilder::default()
+            .with_jitter()
+            .with_min_delay(self.min_delay)
+            .with_max_delay(self.max_delay)
+            .with_total_delay(Some(self.give_up_after))
+            .without_max_times()
+    }
+
+    /// Runs `attempt` until it succeeds, fails for good, or the policy gives up.
+    pub async fn run<T, F, Fut>(&self, attempt: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        attempt
+            .retry(self.backoff())
+            .sleep(tokio::time::sleep)
+            .when(ClientError::is_retryable)
+            // The server knows best how long it needs (429, 503).
+            .adjust(|e, delay| match (e.retry_after(), delay) {
+                (Some(asked), Some(_)) => Some(asked),
+                (_, delay) => delay,
+            })
+            .await
+    }
+}
