@@ -180,7 +180,8 @@ pub struct Output {
     /// No progress bars or notes.
     #[arg(long, short)]
     pub quiet: bool,
-    /// One JSON object per result on stdout, for scripts (implies --quiet).
+    /// One JSON object per result on stdout, for scripts; no bars (notes
+    /// still go to stderr).
     #[arg(long)]
     pub json: bool,
 }

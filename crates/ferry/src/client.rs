@@ -73,10 +73,12 @@ impl Progress for Notes {
     }
 }
 
+/// Bars on a terminal; otherwise (and with `--json`) only the notes, on
+/// stderr, since they say things the user must know; nothing with `--quiet`.
 fn progress_for(output: &Output, label: &str) -> Arc<dyn Progress> {
-    if output.quiet || output.json {
+    if output.quiet {
         Arc::new(NoProgress)
-    } else if std::io::stderr().is_terminal() {
+    } else if std::io::stderr().is_terminal() && !output.json {
         Arc::new(Bar::new(label))
     } else {
         Arc::new(Notes)

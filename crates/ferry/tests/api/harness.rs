@@ -54,9 +54,12 @@ impl Server {
     pub fn start_in(dir: &Path, options: Options, temp: Option<tempfile::TempDir>) -> Self {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("server.log")).unwrap();
         let mut command = ferry();
+        command.arg("serve");
+        if !options.args.iter().any(|a| a == "--listen") {
+            command.args(["--listen", "127.0.0.1:0"]);
+        }
         command
-            .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg("--data-dir")
             .arg(dir.join("data"))
             .args(&options.args)
             .env_remove("FERRY_BOOTSTRAP_KEY")
@@ -135,6 +138,11 @@ impl Server {
     pub fn kill(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
+    }
+
+    /// The port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.url.rsplit(':').next().unwrap().parse().unwrap()
     }
 
     /// Takes the temp dir away from this server so it outlives it.
@@ -430,4 +438,24 @@ pub fn eager_janitor() -> Options {
     let mut options = Options::default();
     options.args.extend(["--janitor-interval", "1", "--deletion-grace", "0"].map(String::from));
     options
+}
+
+/// A `ferry` client command with its connection and journal set up.
+pub fn cli(server: &Server, state: &Path, args: &[&str]) -> Command {
+    let mut command = ferry();
+    command
+        .args(args)
+        .env("FERRY_URL", &server.url)
+        .env("FERRY_API_KEY", &server.key)
+        .env("FERRY_STATE_DIR", state)
+        .stdin(Stdio::null());
+    command
+}
+
+/// The server's count of part PUTs it answered 200.
+pub async fn parts_stored(server: &Server) -> u64 {
+    let text = String::from_utf8(reply(http().get(format!("{}/metrics", server.url)).send().await.unwrap()).await.body)
+        .unwrap();
+    let series = r#"ferry_http_requests_total{method="PUT",route="/parts/{upload_id}/{part_number}",status="200"}"#;
+    text.lines().find_map(|l| l.strip_prefix(series)).map_or(0, |v| v.trim().parse::<f64>().unwrap() as u64)
 }

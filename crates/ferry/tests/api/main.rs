@@ -6,6 +6,7 @@ mod harness;
 
 mod abort;
 mod checkpoint;
+mod cli;
 mod complete;
 mod download;
 mod errors;
