@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{ClientError, Result};
-use crate::retry::RetryPolicy;
+use crate::retry::{OnRetry, RetryPolicy};
 
 /// A connection to one ferry server with one API key. Cheap to clone.
 #[derive(Clone)]
@@ -23,7 +23,8 @@ pub struct Client {
     pub(crate) http: reqwest::Client,
     base: String,
     key: String,
-    pub(crate) retry: RetryPolicy,
+    retry: RetryPolicy,
+    on_retry: OnRetry,
 }
 
 /// A file name as one path segment.
@@ -48,6 +49,9 @@ pub(crate) async fn refusal(response: Response) -> ClientError {
 
 impl Client {
     pub fn new(base_url: &str, api_key: &str) -> Result<Self> {
+        // HTTPS through rustls with the ring provider; the platform's
+        // certificate verifier checks servers. Installing twice is harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             // A stalled connection is noticed and retried, not waited on forever.
@@ -58,12 +62,28 @@ impl Client {
             base: base_url.trim_end_matches('/').to_owned(),
             key: api_key.to_owned(),
             retry: RetryPolicy::default(),
+            on_retry: None,
         })
     }
 
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
         self
+    }
+
+    /// Calls `on_retry` before each retry, with the failure and the wait.
+    pub fn on_retry(mut self, on_retry: impl Fn(&ClientError, Duration) + Send + Sync + 'static) -> Self {
+        self.on_retry = Some(std::sync::Arc::new(on_retry));
+        self
+    }
+
+    /// Runs `attempt` under this client's retry policy.
+    pub(crate) async fn retrying<T, F, Fut>(&self, attempt: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        self.retry.run(attempt, &self.on_retry).await
     }
 
     pub fn base_url(&self) -> &str {
@@ -76,19 +96,18 @@ impl Client {
 
     /// Sends one API call, retrying what can be retried, and reads its JSON.
     async fn call<B: Serialize, T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<&B>) -> Result<T> {
-        self.retry
-            .run(|| async {
-                let mut request = self.request(method.clone(), path);
-                if let Some(body) = body {
-                    request = request.json(body);
-                }
-                let response = request.send().await?;
-                if !response.status().is_success() {
-                    return Err(refusal(response).await);
-                }
-                Ok(response.json::<T>().await?)
-            })
-            .await
+        self.retrying(|| async {
+            let mut request = self.request(method.clone(), path);
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            let response = request.send().await?;
+            if !response.status().is_success() {
+                return Err(refusal(response).await);
+            }
+            Ok(response.json::<T>().await?)
+        })
+        .await
     }
 
     pub async fn initiate(&self, request: &InitiateUploadRequest) -> Result<InitiateUploadResponse> {
@@ -114,15 +133,14 @@ impl Client {
 
     pub async fn abort(&self, upload_id: &str) -> Result<()> {
         let path = paths::for_upload(paths::ABORT_UPLOAD, upload_id);
-        self.retry
-            .run(|| async {
-                let response = self.request(Method::POST, &path).json(&serde_json::json!({})).send().await?;
-                if !response.status().is_success() {
-                    return Err(refusal(response).await);
-                }
-                Ok(())
-            })
-            .await
+        self.retrying(|| async {
+            let response = self.request(Method::POST, &path).json(&serde_json::json!({})).send().await?;
+            if !response.status().is_success() {
+                return Err(refusal(response).await);
+            }
+            Ok(())
+        })
+        .await
     }
 
     pub async fn file_metadata(&self, file_id: &str) -> Result<FileMetadata> {
@@ -154,41 +172,39 @@ impl Client {
 
     /// Uploads a small file whole (`POST /v0.5/files`), streaming it from disk.
     pub async fn simple_upload(&self, path: &Path, file_name: &str, file_type: &str) -> Result<FileIdentity> {
-        self.retry
-            .run(|| async {
-                let file = tokio::fs::File::open(path).await.map_err(ClientError::io(path))?;
-                let length = file.metadata().await.map_err(ClientError::io(path))?.len();
-                let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
-                let part = reqwest::multipart::Part::stream_with_length(body, length)
-                    .file_name(file_name.to_owned())
-                    .mime_str(file_type)
-                    .map_err(|e| ClientError::Invalid(format!("file type `{file_type}`: {e}")))?;
-                let form = reqwest::multipart::Form::new().part("file", part);
-                let response = self.request(Method::POST, paths::SIMPLE_UPLOAD).multipart(form).send().await?;
-                if !response.status().is_success() {
-                    return Err(refusal(response).await);
-                }
-                Ok(response.json().await?)
-            })
-            .await
+        self.retrying(|| async {
+            let file = tokio::fs::File::open(path).await.map_err(ClientError::io(path))?;
+            let length = file.metadata().await.map_err(ClientError::io(path))?.len();
+            let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
+            let part = reqwest::multipart::Part::stream_with_length(body, length)
+                .file_name(file_name.to_owned())
+                .mime_str(file_type)
+                .map_err(|e| ClientError::Invalid(format!("file type `{file_type}`: {e}")))?;
+            let form = reqwest::multipart::Form::new().part("file", part);
+            let response = self.request(Method::POST, paths::SIMPLE_UPLOAD).multipart(form).send().await?;
+            if !response.status().is_success() {
+                return Err(refusal(response).await);
+            }
+            Ok(response.json().await?)
+        })
+        .await
     }
 
     /// Starts a download of `file_id` from byte `from`. Answers 200 (whole)
     /// or 206 (from `from` on); the caller streams the body.
     pub async fn download_from(&self, file_id: &str, from: u64) -> Result<Response> {
         let path = paths::DOWNLOAD.replace("{file_id}", &segment(file_id));
-        self.retry
-            .run(|| async {
-                let mut request = self.request(Method::GET, &path);
-                if from > 0 {
-                    request = request.header(reqwest::header::RANGE, format!("bytes={from}-"));
-                }
-                let response = request.send().await?;
-                match response.status() {
-                    StatusCode::OK | StatusCode::PARTIAL_CONTENT => Ok(response),
-                    _ => Err(refusal(response).await),
-                }
-            })
-            .await
+        self.retrying(|| async {
+            let mut request = self.request(Method::GET, &path);
+            if from > 0 {
+                request = request.header(reqwest::header::RANGE, format!("bytes={from}-"));
+            }
+            let response = request.send().await?;
+            match response.status() {
+                StatusCode::OK | StatusCode::PARTIAL_CONTENT => Ok(response),
+                _ => Err(refusal(response).await),
+            }
+        })
+        .await
     }
 }

@@ -8,6 +8,9 @@ use backon::{ExponentialBuilder, Retryable};
 
 use crate::error::{ClientError, Result};
 
+/// Told of each failure that will be retried, and the wait before it.
+pub type OnRetry = Option<std::sync::Arc<dyn Fn(&ClientError, Duration) + Send + Sync>>;
+
 /// How hard to try before giving up.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
@@ -38,8 +41,9 @@ impl RetryPolicy {
             .without_max_times()
     }
 
-    /// Runs `attempt` until it succeeds, fails for good, or the policy gives up.
-    pub async fn run<T, F, Fut>(&self, attempt: F) -> Result<T>
+    /// Runs `attempt` until it succeeds, fails for good, or the policy gives
+    /// up; `on_retry` hears of each failure that will be retried.
+    pub async fn run<T, F, Fut>(&self, attempt: F, on_retry: &OnRetry) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,
@@ -48,6 +52,11 @@ impl RetryPolicy {
             .retry(self.backoff())
             .sleep(tokio::time::sleep)
             .when(ClientError::is_retryable)
+            .notify(|e, delay| {
+                if let Some(on_retry) = on_retry {
+                    on_retry(e, delay);
+                }
+            })
             // The server knows best how long it needs (429, 503).
             .adjust(|e, delay| match (e.retry_after(), delay) {
                 (Some(asked), Some(_)) => Some(asked),

@@ -344,7 +344,7 @@ impl PartSender {
         progress.parts_in_flight(self.in_flight.fetch_add(1, Ordering::Relaxed) + 1);
         let mut refreshes = 0;
         let outcome = loop {
-            let attempt = self.client.retry.run(|| self.put_once(&part, progress.clone())).await;
+            let attempt = self.client.retrying(|| self.put_once(&part, progress.clone())).await;
             match attempt {
                 Err(e) if e.code() == Some(ErrorCode::UrlExpired) && refreshes < MAX_URL_REFRESHES => {
                     refreshes += 1;

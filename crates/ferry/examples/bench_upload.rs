@@ -22,6 +22,7 @@ async fn main() {
     let parallel: usize = rest.first().map_or(8, |p| p.parse().unwrap());
     let file = Arc::new(std::fs::File::open(path).unwrap());
     let size = file.metadata().unwrap().len();
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::new();
     let started = Instant::now();
 

@@ -9,15 +9,27 @@ use ferry_api::files::ListFilesQuery;
 use ferry_client::download::download_file;
 use ferry_client::journal::Journal;
 use ferry_client::upload::{Method, UploadOptions, upload_file};
-use ferry_client::{Client, ClientError, NoProgress, Progress};
+use ferry_client::{Client, ClientError, NoProgress, Progress, RetryPolicy};
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use crate::cli::{Connection, DownloadArgs, InfoArgs, LsArgs, Output, RmArgs, StatusArgs, UploadArgs};
 
-fn connect(connection: &Connection) -> anyhow::Result<Client> {
-    Ok(Client::new(&connection.url, &connection.api_key)?)
+/// A client that says on stderr when it retries (unless `quiet`), and
+/// keeps retrying for up to `patience`: long for transfers, which should
+/// ride out a server restart, short for a quick question like `ls`.
+fn connect(connection: &Connection, quiet: bool, patience: Duration) -> anyhow::Result<Client> {
+    let retry = RetryPolicy { give_up_after: patience, ..RetryPolicy::default() };
+    let client = Client::new(&connection.url, &connection.api_key)?.with_retry(retry);
+    Ok(if quiet {
+        client
+    } else {
+        client.on_retry(|e, wait| eprintln!("note: {e}; retrying in {:.1} s", wait.as_secs_f64()))
+    })
 }
+
+const TRANSFER_PATIENCE: Duration = Duration::from_secs(300);
+const QUESTION_PATIENCE: Duration = Duration::from_secs(30);
 
 /// A bar on a terminal: bytes, rate, ETA, and the parts in flight.
 struct Bar {
@@ -97,7 +109,7 @@ pub async fn upload(args: UploadArgs) -> anyhow::Result<()> {
     if args.name.is_some() && args.paths.len() > 1 {
         bail!("--name names one file; it cannot be used with {} paths", args.paths.len());
     }
-    let client = connect(&args.connection)?;
+    let client = connect(&args.connection, args.output.quiet, TRANSFER_PATIENCE)?;
     let journal = Journal::open(&Journal::default_dir())?;
     let options = UploadOptions {
         file_name: args.name.clone(),
@@ -160,7 +172,7 @@ pub async fn upload(args: UploadArgs) -> anyhow::Result<()> {
 }
 
 pub async fn download(args: DownloadArgs) -> anyhow::Result<()> {
-    let client = connect(&args.connection)?;
+    let client = connect(&args.connection, args.output.quiet, TRANSFER_PATIENCE)?;
     let out = args.output_path.clone().unwrap_or_else(|| args.file_id.clone().into());
     let progress = progress_for(&args.output, &args.file_id);
     let done = download_file(&client, &args.file_id, &out, progress.clone()).await;
@@ -183,7 +195,7 @@ pub async fn download(args: DownloadArgs) -> anyhow::Result<()> {
 }
 
 pub async fn ls(args: LsArgs) -> anyhow::Result<()> {
-    let client = connect(&args.connection)?;
+    let client = connect(&args.connection, false, QUESTION_PATIENCE)?;
     let mut files = Vec::new();
     for shard in 0.. {
         let query = ListFilesQuery {
@@ -217,7 +229,7 @@ pub async fn ls(args: LsArgs) -> anyhow::Result<()> {
 }
 
 pub async fn info(args: InfoArgs) -> anyhow::Result<()> {
-    let client = connect(&args.connection)?;
+    let client = connect(&args.connection, false, QUESTION_PATIENCE)?;
     let value = match &args.file_id {
         Some(file_id) => serde_json::to_value(client.file_metadata(file_id).await?)?,
         None => serde_json::to_value(client.info().await?)?,
@@ -231,7 +243,7 @@ pub async fn info(args: InfoArgs) -> anyhow::Result<()> {
 }
 
 pub async fn rm(args: RmArgs) -> anyhow::Result<()> {
-    let client = connect(&args.connection)?;
+    let client = connect(&args.connection, false, QUESTION_PATIENCE)?;
     let deleted = client.delete(&args.file_id).await?;
     println!("deleted {} ({})", deleted.file_id, deleted.file_uid);
     Ok(())

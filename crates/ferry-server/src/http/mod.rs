@@ -90,6 +90,7 @@ mod tests {
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
 
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let response = reqwest::get(format!("{url}/boom")).await.unwrap();
         assert_eq!(response.status(), 500);
         let body: ferry_api::ErrorResponse = response.json().await.unwrap();

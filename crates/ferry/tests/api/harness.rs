@@ -179,6 +179,9 @@ impl Drop for Server {
 }
 
 pub fn http() -> reqwest::Client {
+    // The workspace's reqwest is built without a TLS provider of its own
+    // (the client installs ring), so tests install it too.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder().timeout(std::time::Duration::from_secs(120)).build().unwrap()
 }
 
