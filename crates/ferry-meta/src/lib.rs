@@ -2,8 +2,8 @@
 //! the queue of blobs to delete.
 //!
 //! [`MetadataStore`] is the one interface the server uses; SQLite (the
-//! embedded default) implements it here, and every implementation must pass
-//! the conformance suite in `tests/conformance.rs`.
+//! embedded default) and PostgreSQL (scale-out) implement it here, and both
+//! pass the one conformance suite in `tests/conformance.rs`.
 //!
 //! Rules every implementation keeps:
 //! - every query that serves an API request takes the org id, so one org
@@ -24,8 +24,10 @@ use ferry_core::ids::{FileUid, KeyId, OrgId, UploadId};
 use ferry_core::plan::PartPlan;
 use ferry_core::upload::{ClaimProblems, RecordedPart, TokenClaim, UploadState};
 
+pub mod postgres;
 pub mod sqlite;
 
+pub use postgres::Postgres;
 pub use sqlite::Sqlite;
 
 /// Unix time in seconds, as every timestamp in the store is kept.

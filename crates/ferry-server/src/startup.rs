@@ -14,7 +14,7 @@ use ferry_core::presign::{MAX_URL_TTL_SECS, MIN_URL_TTL_SECS, PartUrlSigner};
 use ferry_core::secret::ServerSecret;
 use ferry_core::token::PartTokenKey;
 use ferry_core::upload::UploadPolicy;
-use ferry_meta::{MetadataStore, Sqlite};
+use ferry_meta::{MetadataStore, Postgres, Sqlite};
 use tokio::net::TcpListener;
 
 use crate::service::{Extractor, Service, Settings, now_secs};
@@ -59,16 +59,23 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartupError
 const DATABASE_FILE: &str = "ferry.db";
 const SECRET_FILE: &str = "server-secret";
 
-/// Opens the metadata store the settings name. Shared by `serve` and the
+/// Opens the metadata store the settings name: SQLite in the data dir by
+/// default, `sqlite://PATH`, or `postgres://…`. Shared by `serve` and the
 /// admin commands, so both always see the same database.
-pub fn open_metadata(data_dir: &Path, database_url: Option<&str>) -> Result<Arc<dyn MetadataStore>, StartupError> {
+pub async fn open_metadata(
+    data_dir: &Path,
+    database_url: Option<&str>,
+) -> Result<Arc<dyn MetadataStore>, StartupError> {
     let path = match database_url {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            return Ok(Arc::new(Postgres::connect(url).await?));
+        }
         None => data_dir.join(DATABASE_FILE),
         Some(url) => match url.strip_prefix("sqlite://") {
             Some(path) => PathBuf::from(path),
             None => {
                 return Err(StartupError::Setting(format!(
-                    "database URL `{url}` is not supported yet (use sqlite://PATH or leave it unset)"
+                    "database URL `{url}` is neither postgres://… nor sqlite://PATH"
                 )));
             }
         },
@@ -138,7 +145,7 @@ impl Server {
             .map_err(|e| StartupError::Setting(e.to_string()))?;
 
         fs::create_dir_all(&config.data_dir).map_err(io(format!("creating {}", config.data_dir.display())))?;
-        let meta = open_metadata(&config.data_dir, config.database_url.as_deref())?;
+        let meta = open_metadata(&config.data_dir, config.database_url.as_deref()).await?;
         let secret = load_or_create_secret(&config.data_dir)?;
         let disk = Arc::new(LocalDisk::open(&config.data_dir.join("blobs")).map_err(io("opening the blob store"))?);
 

@@ -24,7 +24,7 @@ async fn org_id(meta: &dyn MetadataStore, name: &str) -> anyhow::Result<ferry_co
 
 pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
     let data_dir = args.data_dir.unwrap_or_else(|| DEFAULT_DATA_DIR.into());
-    let meta = open_metadata(&data_dir, args.database_url.as_deref())?;
+    let meta = open_metadata(&data_dir, args.database_url.as_deref()).await?;
     let meta = meta.as_ref();
     match args.command {
         AdminCommand::Org(OrgCommand::Create { name }) => {

@@ -113,6 +113,7 @@ async fn an_upload_survives_a_server_restart_without_a_rerun() {
     let options = |listen: &str| Options {
         args: ["--part-size", "5242880", "--listen", listen].map(String::from).to_vec(),
         bootstrap_key: Some(key.clone()),
+        ..Options::default()
     };
     let mut server = Server::start_with(options("127.0.0.1:0"));
     let port = server.port();

@@ -19,20 +19,71 @@ pub struct Server {
     pub url: String,
     pub key: String,
     pub dir: PathBuf,
+    /// The PostgreSQL database, in that layout.
+    database_url: Option<String>,
     /// Keeps the temp dir alive for servers that own it.
     _temp: Option<tempfile::TempDir>,
     stdout: Vec<String>,
 }
 
+/// Where a test server keeps its metadata and bytes. The whole API suite
+/// runs once per layout; `FERRY_TEST_LAYOUT` (set by scripts/test) picks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// SQLite and local disk in the data dir: what `ferry serve` does alone.
+    Embedded,
+    /// PostgreSQL (the one scripts/test starts) and local disk.
+    Postgres,
+}
+
+impl Layout {
+    pub fn current() -> Self {
+        match std::env::var("FERRY_TEST_LAYOUT").as_deref() {
+            Err(_) | Ok("embedded") => Self::Embedded,
+            Ok("postgres") => Self::Postgres,
+            Ok(other) => panic!("FERRY_TEST_LAYOUT `{other}` is not one of embedded, postgres"),
+        }
+    }
+}
+
 pub struct Options {
     pub args: Vec<String>,
     pub bootstrap_key: Option<String>,
+    pub layout: Layout,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { args: vec!["--part-size".into(), PART.to_string()], bootstrap_key: Some(ApiKey::generate().to_string()) }
+        Self {
+            args: vec!["--part-size".into(), PART.to_string()],
+            bootstrap_key: Some(ApiKey::generate().to_string()),
+            layout: Layout::current(),
+        }
     }
+}
+
+/// The PostgreSQL database of the server whose data dir is `dir`: one per
+/// test server, the same one again when that server restarts.
+fn postgres_database_for(dir: &Path) -> String {
+    let admin = std::env::var("FERRY_TEST_POSTGRES_URL")
+        .expect("FERRY_TEST_POSTGRES_URL is not set: run ./scripts/test, which starts PostgreSQL");
+    let name = format!("api_{}", hex(&sha256(dir.as_os_str().as_encoded_bytes())[..10]));
+    let exists = psql(&admin, &format!("SELECT 1 FROM pg_database WHERE datname = '{name}'"));
+    if exists.trim().is_empty() {
+        psql(&admin, &format!("CREATE DATABASE {name}"));
+    }
+    format!("{}/{name}", admin.rsplit_once('/').unwrap().0)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Runs one SQL command with psql and returns its unaligned output.
+pub fn psql(url: &str, sql: &str) -> String {
+    let output = Command::new("psql").args([url, "-XtAq", "-v", "ON_ERROR_STOP=1", "-c", sql]).output().unwrap();
+    assert!(output.status.success(), "psql: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
 }
 
 pub fn ferry() -> Command {
@@ -51,7 +102,11 @@ impl Server {
     }
 
     /// Starts a server on an existing data dir (a restart).
-    pub fn start_in(dir: &Path, options: Options, temp: Option<tempfile::TempDir>) -> Self {
+    pub fn start_in(dir: &Path, mut options: Options, temp: Option<tempfile::TempDir>) -> Self {
+        let database_url = (options.layout == Layout::Postgres).then(|| postgres_database_for(dir));
+        if let Some(url) = &database_url {
+            options.args.extend(["--database-url".to_owned(), url.clone()]);
+        }
         let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("server.log")).unwrap();
         let mut command = ferry();
         command.arg("serve");
@@ -87,7 +142,7 @@ impl Server {
             .bootstrap_key
             .or_else(|| stdout.iter().find_map(|l| l.trim().strip_prefix("fry_").map(|k| format!("fry_{k}"))))
             .unwrap_or_default();
-        Server { child, url, key, dir: dir.to_path_buf(), _temp: temp, stdout }
+        Server { child, url, key, dir: dir.to_path_buf(), database_url, _temp: temp, stdout }
     }
 
     pub fn pid(&self) -> u32 {
@@ -151,7 +206,44 @@ impl Server {
     }
 
     pub fn admin(&self, args: &[&str]) -> std::process::Output {
-        ferry().arg("admin").arg("--data-dir").arg(self.data_dir()).args(args).output().unwrap()
+        let mut command = ferry();
+        command.arg("admin").arg("--data-dir").arg(self.data_dir());
+        if let Some(url) = &self.database_url {
+            command.args(["--database-url", url]);
+        }
+        command.args(args).output().unwrap()
+    }
+
+    /// Something that changes whenever the metadata store is written: the
+    /// database files for SQLite; every row version (ctid, xmin) for
+    /// PostgreSQL, where even an update to the same value makes a new one.
+    pub fn metadata_fingerprint(&self) -> Vec<u8> {
+        match &self.database_url {
+            None => self.stored_metadata(),
+            Some(url) => {
+                let tables = ["orgs", "api_keys", "uploads", "upload_parts", "checkpoints", "files", "blob_deletions"];
+                let sql = tables
+                    .map(|t| format!("(SELECT count(*) || ':' || coalesce(string_agg(ctid::text || xmin::text, ','), '') FROM {t})"))
+                    .join(" || '|' || ");
+                psql(url, &format!("SELECT {sql}")).into_bytes()
+            }
+        }
+    }
+
+    /// Everything the metadata store holds, as bytes: the SQLite files, or
+    /// a data dump of the PostgreSQL database.
+    pub fn stored_metadata(&self) -> Vec<u8> {
+        match &self.database_url {
+            None => ["ferry.db", "ferry.db-wal"]
+                .iter()
+                .flat_map(|name| std::fs::read(self.data_dir().join(name)).unwrap_or_default())
+                .collect(),
+            Some(url) => {
+                let output = Command::new("pg_dump").args(["--data-only", url]).output().unwrap();
+                assert!(output.status.success(), "pg_dump: {}", String::from_utf8_lossy(&output.stderr));
+                output.stdout
+            }
+        }
     }
 
     pub fn client(&self) -> Client {
@@ -173,6 +265,13 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // A failing test shows what went wrong inside the server too.
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
+            for line in log.lines().filter(|l| l.contains("ERROR") || l.contains("WARN")) {
+                eprintln!("server: {line}");
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

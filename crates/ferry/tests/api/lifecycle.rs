@@ -88,6 +88,7 @@ async fn a_crash_before_the_janitor_ran_leaves_no_orphaned_bytes() {
             .map(String::from)
             .to_vec(),
         bootstrap_key: Some(key.clone()),
+        ..Options::default()
     };
     // The first server never gets to run its janitor after the writes.
     let slow = options("3600");

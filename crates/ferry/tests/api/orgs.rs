@@ -63,10 +63,7 @@ async fn keys_are_stored_only_as_hashes_and_never_logged() {
     let other = server.new_org("other");
     server.client().initiate("a.bin", 10).await.assert_ok();
     other.initiate("b.bin", 10).await.assert_ok();
-    let mut stored = Vec::new();
-    for name in ["ferry.db", "ferry.db-wal"] {
-        stored.extend(std::fs::read(server.data_dir().join(name)).unwrap_or_default());
-    }
+    let stored = server.stored_metadata();
     let log = server.log();
     for key in [&server.key, &other.key] {
         let secret = &key[31..];

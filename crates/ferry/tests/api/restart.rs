@@ -43,7 +43,9 @@ async fn after_a_sigkill_a_restarted_server_resumes_the_upload() {
 
 #[tokio::test]
 async fn the_first_start_creates_the_data_dir_and_prints_a_key_once() {
-    let mut server = Server::start_with(Options { bootstrap_key: None, ..Options::default() });
+    // This is about the embedded default, whatever layout the suite runs in.
+    let embedded = || Options { bootstrap_key: None, layout: Layout::Embedded, ..Options::default() };
+    let mut server = Server::start_with(embedded());
     assert!(server.key.starts_with("fry_"), "no key printed: {:?}", server.stdout());
     server.client().initiate("a.bin", 10).await.assert_ok();
     let data = server.data_dir();
@@ -55,7 +57,7 @@ async fn the_first_start_creates_the_data_dir_and_prints_a_key_once() {
     let key = server.key.clone();
     server.kill();
     let temp = server.take_dir();
-    let again = Server::start_in(&server.dir, Options { bootstrap_key: None, ..Options::default() }, temp);
+    let again = Server::start_in(&server.dir, embedded(), temp);
     assert!(again.stdout().iter().all(|l| !l.contains("fry_")), "a second key was printed");
     again.client_with_key(&key).initiate("a.bin", 10).await.assert_ok();
 }
