@@ -69,8 +69,10 @@ pub struct FileMetadata {
     pub file_tags: BTreeMap<String, String>,
     /// RFC 3339 UTC, with a `Z`.
     pub created_at: String,
-    /// Base64 of the 4-byte big-endian CRC32C of the whole file.
-    pub checksum_crc32c: String,
+    /// Base64 of the 4-byte big-endian CRC32C of the whole file. `null`
+    /// until computed, for a file whose parts went straight to an
+    /// S3-compatible store (it is known once the file is ingested).
+    pub checksum_crc32c: Option<String>,
     pub file_attributes: FileAttributes,
 }
 

@@ -6,6 +6,7 @@
 //! store never sees a request or an org: it is handed typed ids, and every
 //! path it touches is derived from them.
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::pin::Pin;
 
@@ -14,6 +15,8 @@ use bytes::Bytes;
 use ferry_core::blob_key::BlobKey;
 use ferry_core::checksum::PartDigest;
 use ferry_core::ids::{FileUid, UploadId};
+use ferry_core::token::PartToken;
+use ferry_core::upload::RecordedPart;
 use futures_core::Stream;
 
 pub mod local;
@@ -36,6 +39,12 @@ pub enum BlobError {
     CapacityReached,
     #[error("no such blob")]
     NotFound,
+    /// The store refused the parts given to complete (a wrong or missing token).
+    #[error("the store refused the parts: {0}")]
+    InvalidParts(String),
+    /// The store answered something unexpected.
+    #[error("the store failed: {0}")]
+    Store(String),
     #[error("blob store I/O failure: {0}")]
     Io(#[from] std::io::Error),
     /// The stream of bytes to store failed (the client's body broke off).
@@ -63,6 +72,16 @@ pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>
 /// Bytes to store, as they arrive.
 pub type ByteSource<'a> = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send + 'a>>;
 
+/// An upload as the blob store knows it.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreUpload<'a> {
+    pub upload_id: UploadId,
+    /// The file the upload becomes.
+    pub file_uid: FileUid,
+    /// The store's own id of the upload (an S3 multipart upload id).
+    pub store_upload_id: Option<&'a str>,
+}
+
 #[async_trait]
 pub trait BlobStore: Send + Sync + 'static {
     /// Whether the store can be reached (for health checks).
@@ -71,12 +90,23 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Whether `complete` can verify a whole-file CRC32C for this store.
     fn verifies_crc32c(&self) -> bool;
 
-    /// Prepares storage for a new upload of `num_bytes`.
-    async fn create_upload(&self, upload_id: &UploadId, num_bytes: u64) -> Result<()>;
+    /// Prepares storage for a new upload of `num_bytes`. Returns the
+    /// store's own id of the upload, if it has one.
+    async fn create_upload(&self, upload_id: &UploadId, file_uid: &FileUid, num_bytes: u64) -> Result<Option<String>>;
 
-    /// Turns an upload's parts into the file `file_uid`. Idempotent: after
-    /// a crash between this and the metadata commit, calling it again is safe.
-    async fn complete_upload(&self, upload_id: &UploadId, file_uid: &FileUid) -> Result<()>;
+    /// A presigned URL at which clients PUT a part straight into the store,
+    /// valid until `expires` (Unix seconds); `None` when ferry takes part
+    /// PUTs itself.
+    fn part_url(&self, upload: StoreUpload<'_>, part_number: u32, expires: u64) -> Option<String>;
+
+    /// The parts the store holds, when it keeps its own record of them (S3
+    /// ListParts); `None` when ferry records parts itself.
+    async fn stored_parts(&self, upload: StoreUpload<'_>) -> Result<Option<BTreeMap<u32, RecordedPart>>>;
+
+    /// Turns an upload's parts, in order with their tokens, into the file.
+    /// Idempotent: after a crash between this and the metadata commit,
+    /// calling it again is safe.
+    async fn complete_upload(&self, upload: StoreUpload<'_>, parts: &[(u32, PartToken)]) -> Result<()>;
 
     /// Stores a whole file of at most `max_len` bytes from a stream. The
     /// file exists under `file_uid` only once all its bytes are durable; on
@@ -85,7 +115,7 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Frees an upload's storage, including a file it may have become if a
     /// complete got this far but was never committed.
-    async fn abort_upload(&self, upload_id: &UploadId, file_uid: &FileUid) -> Result<()>;
+    async fn abort_upload(&self, upload: StoreUpload<'_>) -> Result<()>;
 
     /// Deletes what a deletion-queue key names. Deleting what is already
     /// gone succeeds.

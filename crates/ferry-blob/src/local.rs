@@ -31,7 +31,12 @@ use tokio::io::AsyncReadExt;
 use tokio::task::spawn_blocking;
 use tokio_util::io::ReaderStream;
 
-use crate::{BlobError, BlobStore, ByteSource, ByteStream, Result};
+use std::collections::BTreeMap;
+
+use ferry_core::token::PartToken;
+use ferry_core::upload::RecordedPart;
+
+use crate::{BlobError, BlobStore, ByteSource, ByteStream, Result, StoreUpload};
 
 /// Bytes gathered before one positioned write: big enough that syscalls
 /// are few, small enough that 64 concurrent PUTs stay within a few MiB each.
@@ -301,7 +306,7 @@ impl BlobStore for LocalDisk {
         true
     }
 
-    async fn create_upload(&self, upload_id: &UploadId, num_bytes: u64) -> Result<()> {
+    async fn create_upload(&self, upload_id: &UploadId, _file_uid: &FileUid, num_bytes: u64) -> Result<Option<String>> {
         let (path, dir) = (self.shared.staging_path(upload_id), self.shared.staging.clone());
         blocking(move || {
             // Sparse: the length is set now, the space is taken as parts land.
@@ -311,12 +316,21 @@ impl BlobStore for LocalDisk {
                 let _ = fs::remove_file(&path);
                 return Err(BlobError::from_io(e));
             }
-            Ok(())
+            Ok(None)
         })
         .await
     }
 
-    async fn complete_upload(&self, upload_id: &UploadId, file_uid: &FileUid) -> Result<()> {
+    fn part_url(&self, _upload: StoreUpload<'_>, _part_number: u32, _expires: u64) -> Option<String> {
+        None
+    }
+
+    async fn stored_parts(&self, _upload: StoreUpload<'_>) -> Result<Option<BTreeMap<u32, RecordedPart>>> {
+        Ok(None)
+    }
+
+    async fn complete_upload(&self, upload: StoreUpload<'_>, _parts: &[(u32, PartToken)]) -> Result<()> {
+        let (upload_id, file_uid) = (&upload.upload_id, &upload.file_uid);
         {
             let mut map = self.shared.activity();
             let activity = map.entry(*upload_id).or_default();
@@ -375,13 +389,15 @@ impl BlobStore for LocalDisk {
         .await
     }
 
-    async fn abort_upload(&self, upload_id: &UploadId, file_uid: &FileUid) -> Result<()> {
-        self.delete(&BlobKey::Upload(*upload_id, *file_uid)).await
+    async fn abort_upload(&self, upload: StoreUpload<'_>) -> Result<()> {
+        self.delete(&BlobKey::upload(upload.upload_id, upload.file_uid, None)).await
     }
 
     async fn delete(&self, key: &BlobKey) -> Result<()> {
         let paths = match key {
-            BlobKey::Upload(upload, file) => vec![self.shared.staging_path(upload), self.shared.file_path(file)],
+            BlobKey::Upload { upload_id, file_uid, .. } => {
+                vec![self.shared.staging_path(upload_id), self.shared.file_path(file_uid)]
+            }
             // A simple upload cut short leaves its bytes aside, under the uid.
             BlobKey::File(file) => vec![self.shared.file_path(file), self.shared.staging_path_of_file(file)],
         };

@@ -1,7 +1,7 @@
 //! The embedded blob store on a real temp dir.
 
 use bytes::Bytes;
-use ferry_blob::{BlobError, BlobStore, LocalDisk};
+use ferry_blob::{BlobError, BlobStore, LocalDisk, StoreUpload};
 use ferry_core::blob_key::BlobKey;
 use ferry_core::checksum::Crc32c;
 use ferry_core::ids::{FileUid, UploadId};
@@ -29,9 +29,10 @@ async fn fixture(len: usize) -> Fixture {
     let root = dir.path().join("blobs");
     let disk = LocalDisk::open(&root).unwrap();
     let upload = UploadId::generate();
-    disk.create_upload(&upload, len as u64).await.unwrap();
+    let file = FileUid::generate();
+    disk.create_upload(&upload, &file, len as u64).await.unwrap();
     let plan = PartPlan::new(len as u64, 5 * MIB as u64).unwrap();
-    Fixture { _dir: dir, root, disk, upload, file: FileUid::generate(), plan, bytes: data(len) }
+    Fixture { _dir: dir, root, disk, upload, file, plan, bytes: data(len) }
 }
 
 impl Fixture {
@@ -53,6 +54,10 @@ impl Fixture {
         stream.try_collect::<Vec<Bytes>>().await.unwrap().concat()
     }
 
+    fn store_upload(&self) -> StoreUpload<'static> {
+        StoreUpload { upload_id: self.upload, file_uid: self.file, store_upload_id: None }
+    }
+
     fn staging(&self) -> std::path::PathBuf {
         self.root.join("staging").join(self.upload.to_string())
     }
@@ -67,12 +72,12 @@ async fn parts_land_in_place_and_complete_turns_them_into_the_file() {
     let combined = Crc32c::combine_all([crcs[1], crcs[2], crcs[0]].into_iter().zip(f.plan.parts().map(|r| r.length)));
     assert_eq!(combined, Crc32c::of(&f.bytes));
 
-    f.disk.complete_upload(&f.upload, &f.file).await.unwrap();
+    f.disk.complete_upload(f.store_upload(), &[]).await.unwrap();
     assert!(!f.staging().exists());
     assert_eq!(f.read(0..f.bytes.len() as u64).await, f.bytes);
     assert_eq!(f.read(5..5 * MIB as u64 + 7).await, &f.bytes[5..5 * MIB + 7]);
     // Completing again (a retry after a crash before the commit) is fine.
-    f.disk.complete_upload(&f.upload, &f.file).await.unwrap();
+    f.disk.complete_upload(f.store_upload(), &[]).await.unwrap();
 }
 
 #[tokio::test]
@@ -106,12 +111,12 @@ async fn one_part_takes_one_writer_at_a_time_and_complete_waits_for_none() {
     // Another part is free.
     drop(f.disk.begin_part(&f.upload, f.plan.part(1).unwrap()).await.unwrap());
     // A complete never renames a file a writer is writing into.
-    let complete = f.disk.complete_upload(&f.upload, &f.file).await;
+    let complete = f.disk.complete_upload(f.store_upload(), &[]).await;
     assert!(matches!(complete, Err(BlobError::PartInProgress)), "{complete:?}");
     drop(first);
     f.put(0).await;
     f.put(1).await;
-    f.disk.complete_upload(&f.upload, &f.file).await.unwrap();
+    f.disk.complete_upload(f.store_upload(), &[]).await.unwrap();
     // And after it, no writer gets in.
     let late = f.disk.begin_part(&f.upload, f.plan.part(0).unwrap()).await;
     assert!(matches!(late, Err(BlobError::UploadGone)), "{:?}", late.err());
@@ -121,20 +126,20 @@ async fn one_part_takes_one_writer_at_a_time_and_complete_waits_for_none() {
 async fn abort_frees_the_staging_file_and_any_uncommitted_file() {
     let f = fixture(MIB).await;
     f.put(0).await;
-    f.disk.complete_upload(&f.upload, &f.file).await.unwrap();
+    f.disk.complete_upload(f.store_upload(), &[]).await.unwrap();
     let file = f.root.join("files").join(f.file.to_string());
     assert!(file.exists());
-    f.disk.abort_upload(&f.upload, &f.file).await.unwrap();
+    f.disk.abort_upload(f.store_upload()).await.unwrap();
     assert!(!file.exists() && !f.staging().exists());
     // Deleting what is gone succeeds: the deletion queue may retry.
-    f.disk.delete(&BlobKey::Upload(f.upload, f.file)).await.unwrap();
+    f.disk.delete(&BlobKey::upload(f.upload, f.file, None)).await.unwrap();
     f.disk.delete(&BlobKey::File(f.file)).await.unwrap();
 }
 
 #[tokio::test]
 async fn a_new_upload_never_reuses_an_existing_staging_file() {
     let f = fixture(MIB).await;
-    let again = f.disk.create_upload(&f.upload, 10).await;
+    let again = f.disk.create_upload(&f.upload, &f.file, 10).await;
     assert!(again.is_err());
     assert_eq!(std::fs::metadata(f.staging()).unwrap().len(), MIB as u64);
 }

@@ -11,7 +11,8 @@ use std::time::{Duration, UNIX_EPOCH};
 use bytes::Bytes;
 use ferry_api::ErrorCode;
 use ferry_api::uploads::{
-    CompleteUploadRequest, InitiateUploadRequest, InitiateUploadResponse, PartDescriptor, PartTokenEntry,
+    CompleteUploadRequest, InitiateUploadRequest, InitiateUploadResponse, IntegrityAlgorithm, PartDescriptor,
+    PartTokenEntry,
 };
 use ferry_core::checksum::{Crc32c, PartHasher};
 use ferry_core::upload::file_type_from_name;
@@ -283,7 +284,9 @@ impl Direct<'_> {
                 .values()
                 .map(|r| PartTokenEntry { part_number: r.part_number.into(), part_token: r.token.clone() })
                 .collect(),
-            integrity_checksum: Some(checksum.to_base64()),
+            // Only where the store verifies it; elsewhere sending one is refused.
+            integrity_checksum: (response.integrity_algorithm == IntegrityAlgorithm::Crc32c)
+                .then(|| checksum.to_base64()),
         };
         let completed = match self.client.complete(&response.upload_id, &request).await {
             Ok(completed) => completed.file_uid,

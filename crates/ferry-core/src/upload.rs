@@ -119,7 +119,9 @@ impl UploadPolicy {
 pub struct RecordedPart {
     pub part_number: u32,
     pub token: PartToken,
-    pub crc32c: Crc32c,
+    /// Known when ferry took the part's bytes itself; an S3-compatible
+    /// store reports none.
+    pub crc32c: Option<Crc32c>,
     pub num_bytes: u64,
 }
 
@@ -198,13 +200,14 @@ fn check_claim(
 /// a checkpoint whose part was since uploaded again with other bytes no
 /// longer counts, and that part is missing unless the request names it.
 ///
-/// On success returns the whole file's CRC32C, combined from the parts'.
+/// On success returns the whole file's CRC32C, combined from the parts',
+/// when every part's is known.
 pub fn check_complete(
     plan: &PartPlan,
     recorded: &BTreeMap<u32, RecordedPart>,
     checkpoints: &[TokenClaim],
     request: &[TokenClaim],
-) -> Result<Crc32c, ClaimProblems> {
+) -> Result<Option<Crc32c>, ClaimProblems> {
     let mut problems = ClaimProblems::default();
     let mut covered = vec![false; plan.num_parts as usize];
     for claim in request {
@@ -227,7 +230,9 @@ pub fn check_complete(
     }
     // Every part is covered by a token that matches its record, so every
     // record exists; its length was fixed by the plan when it was written.
-    Ok(Crc32c::combine_all(plan.parts().map(|range| (recorded[&range.part_number].crc32c, range.length))))
+    let crcs: Option<Vec<(Crc32c, u64)>> =
+        plan.parts().map(|range| Some((recorded[&range.part_number].crc32c?, range.length))).collect();
+    Ok(crcs.map(Crc32c::combine_all))
 }
 
 #[cfg(test)]
@@ -240,7 +245,12 @@ mod tests {
     }
 
     fn part(n: u32, token: &str, bytes: &[u8]) -> RecordedPart {
-        RecordedPart { part_number: n, token: PartToken::from_wire(token), crc32c: Crc32c::of(bytes), num_bytes: 0 }
+        RecordedPart {
+            part_number: n,
+            token: PartToken::from_wire(token),
+            crc32c: Some(Crc32c::of(bytes)),
+            num_bytes: 0,
+        }
     }
 
     fn claim(n: u32, token: &str) -> TokenClaim {
@@ -276,8 +286,13 @@ mod tests {
         // The part CRCs here are of short stand-in bytes, so the combined CRC
         // is checked against the same combine over the plan's lengths.
         let crc = check_complete(&plan(), &recorded(), &[claim(0, "a"), claim(1, "b")], &[claim(2, "\"c\"")]).unwrap();
-        let expected = Crc32c::combine_all(plan().parts().map(|r| (recorded()[&r.part_number].crc32c, r.length)));
-        assert_eq!(crc, expected);
+        let expected =
+            Crc32c::combine_all(plan().parts().map(|r| (recorded()[&r.part_number].crc32c.unwrap(), r.length)));
+        assert_eq!(crc, Some(expected));
+        // A store that does not report part CRCs gives no whole-file CRC.
+        let mut unknown = recorded();
+        unknown.get_mut(&1).unwrap().crc32c = None;
+        assert_eq!(check_complete(&plan(), &unknown, &[], &[claim(0, "a"), claim(1, "b"), claim(2, "c")]), Ok(None));
     }
 
     #[test]

@@ -78,6 +78,8 @@ pub struct UploadRecord {
     pub state: UploadState,
     pub created_at: UnixSeconds,
     pub last_activity_at: UnixSeconds,
+    /// The blob store's own id of the upload (an S3 multipart upload id).
+    pub store_upload_id: Option<String>,
 }
 
 impl UploadRecord {
@@ -94,7 +96,9 @@ pub struct FileRecord {
     pub file_type: String,
     pub num_bytes: u64,
     pub status: FileStatus,
-    pub checksum_crc32c: Crc32c,
+    /// Unknown until computed when the bytes never passed through ferry
+    /// (parts sent straight to an S3-compatible store).
+    pub checksum_crc32c: Option<Crc32c>,
     /// Position in the org's listing; assigned at registration.
     pub file_index: u64,
     pub created_at: UnixSeconds,
@@ -111,7 +115,7 @@ pub struct NewFile {
     pub file_name: String,
     pub file_type: String,
     pub num_bytes: u64,
-    pub checksum_crc32c: Crc32c,
+    pub checksum_crc32c: Option<Crc32c>,
 }
 
 /// An org's totals over the files that hold names.
@@ -130,7 +134,7 @@ pub struct Registration {
     pub org_id: OrgId,
     pub upload_id: UploadId,
     pub status: FileStatus,
-    pub checksum_crc32c: Crc32c,
+    pub checksum_crc32c: Option<Crc32c>,
     pub now: UnixSeconds,
     /// Blob keys of files this registration displaces are queued for
     /// deletion no earlier than this, so downloads already under way finish.
@@ -213,13 +217,16 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// [`MetaError::UploadNotActive`] or [`MetaError::UploadNotFound`] if the
     /// upload stopped being active meanwhile.
     async fn record_part(&self, upload_id: &UploadId, part: &RecordedPart, now: UnixSeconds) -> Result<()>;
-    /// Records the claims as checkpoints if every one matches its recorded
-    /// part (all or nothing, in one transaction); otherwise reports them.
+    /// Records the claims as checkpoints if every one matches its part
+    /// (all or nothing); otherwise reports them. The parts are the ones this
+    /// store recorded, read in the same transaction, unless the blob store
+    /// keeps its own record (`store_parts`, from an S3 ListParts).
     async fn checkpoint(
         &self,
         org_id: &OrgId,
         upload_id: &UploadId,
         claims: &[TokenClaim],
+        store_parts: Option<&BTreeMap<u32, RecordedPart>>,
         now: UnixSeconds,
     ) -> Result<Result<usize, ClaimProblems>>;
 
@@ -276,12 +283,14 @@ pub trait MetadataStore: Send + Sync + 'static {
     ) -> Result<Option<FileRecord>>;
     /// Leases files waiting for extraction, or whose extractor's lease ran out.
     async fn claim_files_to_ingest(&self, now: UnixSeconds, lease_secs: i64, limit: usize) -> Result<Vec<FileRecord>>;
-    /// Records the outcome of an extraction; the file becomes ingested.
+    /// Records the outcome of an extraction, and the file's CRC32C if it
+    /// was computed then; the file becomes ingested.
     async fn finish_ingest(
         &self,
         file_uid: &FileUid,
         metadata_status: MetadataStatus,
         attributes: Option<&str>,
+        checksum_crc32c: Option<Crc32c>,
         now: UnixSeconds,
     ) -> Result<()>;
 

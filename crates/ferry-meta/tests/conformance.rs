@@ -76,6 +76,7 @@ backends!(
     listing_is_by_file_index_filtered_and_paged,
     files_are_ingested_once_and_a_dead_extractors_files_come_back,
     concurrent_work_in_one_org_never_deadlocks,
+    a_store_that_keeps_its_own_parts_is_checked_against_them,
 );
 
 const NOW: i64 = 1_800_000_000;
@@ -96,19 +97,20 @@ fn upload(org: OrgId, name: &str, created_at: i64) -> UploadRecord {
         state: UploadState::Active,
         created_at,
         last_activity_at: created_at,
+        store_upload_id: None,
     }
 }
 
 /// Inserts an upload the way the server does: its storage guarded by a
 /// deletion-queue entry until the upload's row exists.
 async fn insert(store: &dyn MetadataStore, upload: &UploadRecord) {
-    let guard =
-        store.enqueue_blob_deletion(&BlobKey::Upload(upload.upload_id, upload.file_uid), NOW + 86_400).await.unwrap();
+    let key = BlobKey::upload(upload.upload_id, upload.file_uid, upload.store_upload_id.as_deref());
+    let guard = store.enqueue_blob_deletion(&key, NOW + 86_400).await.unwrap();
     store.insert_upload(upload, guard).await.unwrap();
 }
 
 fn part(n: u32, token: &str) -> RecordedPart {
-    RecordedPart { part_number: n, token: PartToken::from_wire(token), crc32c: Crc32c(n + 1), num_bytes: 5 << 20 }
+    RecordedPart { part_number: n, token: PartToken::from_wire(token), crc32c: Some(Crc32c(n + 1)), num_bytes: 5 << 20 }
 }
 
 fn claim(n: u32, token: &str) -> TokenClaim {
@@ -120,7 +122,7 @@ fn registration(org: OrgId, upload: &UploadRecord, status: FileStatus) -> Regist
         org_id: org,
         upload_id: upload.upload_id,
         status,
-        checksum_crc32c: Crc32c(42),
+        checksum_crc32c: Some(Crc32c(42)),
         now: NOW,
         delete_displaced_after: NOW + 3600,
     }
@@ -197,10 +199,10 @@ async fn checkpoints_are_all_or_nothing(store: Arc<dyn MetadataStore>) {
     insert(store.as_ref(), &u).await;
     store.record_part(&u.upload_id, &part(0, "t0"), NOW).await.unwrap();
     store.record_part(&u.upload_id, &part(1, "t1"), NOW).await.unwrap();
-    let refused = store.checkpoint(&org, &u.upload_id, &[claim(0, "t0"), claim(1, "bad")], NOW).await.unwrap();
+    let refused = store.checkpoint(&org, &u.upload_id, &[claim(0, "t0"), claim(1, "bad")], None, NOW).await.unwrap();
     assert_eq!(refused.unwrap_err().invalid_tokens, [1]);
     assert!(store.list_checkpoints(&u.upload_id).await.unwrap().is_empty());
-    let done = store.checkpoint(&org, &u.upload_id, &[claim(0, "t0"), claim(1, "t1"), claim(0, "t0")], NOW).await;
+    let done = store.checkpoint(&org, &u.upload_id, &[claim(0, "t0"), claim(1, "t1"), claim(0, "t0")], None, NOW).await;
     assert_eq!(done.unwrap(), Ok(2));
     assert_eq!(store.list_checkpoints(&u.upload_id).await.unwrap().len(), 2);
 }
@@ -243,7 +245,7 @@ async fn registering_a_taken_name_displaces_the_old_file_into_the_deletion_queue
     // Queued, but not due until the grace delay has passed.
     assert!(store.claim_blob_deletions(NOW, 60, 10).await.unwrap().is_empty());
     let due = store.claim_blob_deletions(NOW + 3600, 60, 10).await.unwrap();
-    assert_eq!(due.iter().map(|d| d.blob_key).collect::<Vec<_>>(), [BlobKey::File(first.file_uid)]);
+    assert_eq!(due.iter().map(|d| d.blob_key.clone()).collect::<Vec<_>>(), [BlobKey::File(first.file_uid)]);
     store.finish_blob_deletion(due[0].id).await.unwrap();
     assert!(store.claim_blob_deletions(NOW + 7200, 60, 10).await.unwrap().is_empty());
 }
@@ -259,7 +261,7 @@ async fn a_corrupt_file_never_displaces_a_good_one(store: Arc<dyn MetadataStore>
     assert!(!corrupt.holds_name);
     assert_eq!(store.get_file(&org, "a.csv").await.unwrap().unwrap().file_uid, good.file_uid);
     let due = store.claim_blob_deletions(NOW, 60, 10).await.unwrap();
-    assert_eq!(due.iter().map(|d| d.blob_key).collect::<Vec<_>>(), [BlobKey::File(bad.file_uid)]);
+    assert_eq!(due.iter().map(|d| d.blob_key.clone()).collect::<Vec<_>>(), [BlobKey::File(bad.file_uid)]);
 }
 
 async fn abort_is_idempotent_and_queues_the_uploads_storage(store: Arc<dyn MetadataStore>) {
@@ -273,7 +275,7 @@ async fn abort_is_idempotent_and_queues_the_uploads_storage(store: Arc<dyn Metad
     assert_eq!(store.abort_upload(&org, &u.upload_id, NOW).await.unwrap(), AbortOutcome::AlreadyAborted);
     assert!(store.list_parts(&u.upload_id).await.unwrap().is_empty());
     let due = store.claim_blob_deletions(NOW, 60, 10).await.unwrap();
-    assert_eq!((due[0].id, due[0].blob_key), (deletion, BlobKey::Upload(u.upload_id, u.file_uid)));
+    assert_eq!((due[0].id, due[0].blob_key.clone()), (deletion, BlobKey::upload(u.upload_id, u.file_uid, None)));
 
     let done = upload(org, "b.csv", NOW);
     insert(store.as_ref(), &done).await;
@@ -306,7 +308,10 @@ async fn idle_uploads_expire_into_the_deletion_queue(store: Arc<dyn MetadataStor
     assert_eq!(store.get_upload(&org, &idle.upload_id).await.unwrap().unwrap().state, UploadState::Aborted);
     assert_eq!(store.count_active_uploads().await.unwrap(), 1);
     let due = store.claim_blob_deletions(NOW + 200, 60, 10).await.unwrap();
-    assert_eq!(due.iter().map(|d| d.blob_key).collect::<Vec<_>>(), [BlobKey::Upload(idle.upload_id, idle.file_uid)]);
+    assert_eq!(
+        due.iter().map(|d| d.blob_key.clone()).collect::<Vec<_>>(),
+        [BlobKey::upload(idle.upload_id, idle.file_uid, None)]
+    );
 }
 
 fn new_file(org: OrgId, name: &str, file_type: &str) -> NewFile {
@@ -316,7 +321,7 @@ fn new_file(org: OrgId, name: &str, file_type: &str) -> NewFile {
         file_name: name.into(),
         file_type: file_type.into(),
         num_bytes: 10,
-        checksum_crc32c: Crc32c(7),
+        checksum_crc32c: Some(Crc32c(7)),
     }
 }
 
@@ -343,7 +348,7 @@ async fn deleting_a_file_frees_the_name_and_queues_the_bytes(store: Arc<dyn Meta
     assert_eq!((stats.num_files, stats.num_bytes, stats.last_updated), (0, 0, NOW + 5));
     assert!(store.claim_blob_deletions(NOW + 64, 60, 10).await.unwrap().is_empty());
     let due = store.claim_blob_deletions(NOW + 65, 60, 10).await.unwrap();
-    assert_eq!(due.iter().map(|d| d.blob_key).collect::<Vec<_>>(), [BlobKey::File(file.file_uid)]);
+    assert_eq!(due.iter().map(|d| d.blob_key.clone()).collect::<Vec<_>>(), [BlobKey::File(file.file_uid)]);
 }
 
 async fn listing_is_by_file_index_filtered_and_paged(store: Arc<dyn MetadataStore>) {
@@ -382,7 +387,7 @@ async fn files_are_ingested_once_and_a_dead_extractors_files_come_back(store: Ar
     // The sweep takes only b: a is leased.
     let swept = store.claim_files_to_ingest(NOW + 1, 60, 10).await.unwrap();
     assert_eq!(swept.iter().map(|f| f.file_uid).collect::<Vec<_>>(), [b.file_uid]);
-    store.finish_ingest(&b.file_uid, MetadataStatus::Extracted, Some("{\"num_rows\":3}"), NOW + 2).await.unwrap();
+    store.finish_ingest(&b.file_uid, MetadataStatus::Extracted, Some("{\"num_rows\":3}"), None, NOW + 2).await.unwrap();
     let done = store.get_file(&org, "b.csv").await.unwrap().unwrap();
     assert_eq!((done.status, done.metadata_status), (FileStatus::Ingested, MetadataStatus::Extracted));
     assert_eq!(done.attributes.as_deref(), Some("{\"num_rows\":3}"));
@@ -412,7 +417,7 @@ async fn concurrent_work_in_one_org_never_deadlocks(store: Arc<dyn MetadataStore
             let store = store.clone();
             tasks.spawn(async move {
                 if store.claim_file_to_ingest(&uid, NOW, 60).await?.is_some() {
-                    store.finish_ingest(&uid, MetadataStatus::Extracted, None, NOW).await?;
+                    store.finish_ingest(&uid, MetadataStatus::Extracted, None, None, NOW).await?;
                 }
                 Ok(())
             });
@@ -425,4 +430,38 @@ async fn concurrent_work_in_one_org_never_deadlocks(store: Arc<dyn MetadataStore
         }
         previous = store.get_file(&org, "same.csv").await.unwrap().map(|f| f.file_uid);
     }
+}
+
+/// With an S3-compatible store the parts are the store's (from ListParts):
+/// checkpoints are checked against those, the upload keeps the store's id
+/// for its deletion key, and a checksum learnt at ingestion is recorded.
+async fn a_store_that_keeps_its_own_parts_is_checked_against_them(store: Arc<dyn MetadataStore>) {
+    let org = org(store.as_ref(), "o").await;
+    let u = UploadRecord { store_upload_id: Some("2~abc/def".into()), ..upload(org, "s3.csv", NOW) };
+    insert(store.as_ref(), &u).await;
+    let mut store_parts = std::collections::BTreeMap::new();
+    store_parts.insert(0, RecordedPart { crc32c: None, ..part(0, "etag0") });
+    let claims = [claim(0, "etag0"), claim(1, "x")];
+    let refused = store.checkpoint(&org, &u.upload_id, &claims, Some(&store_parts), NOW).await.unwrap();
+    assert_eq!(refused.unwrap_err().invalid_tokens, [1]);
+    assert_eq!(
+        store.checkpoint(&org, &u.upload_id, &[claim(0, "\"etag0\"")], Some(&store_parts), NOW).await.unwrap(),
+        Ok(1)
+    );
+    assert_eq!(
+        store.get_upload(&org, &u.upload_id).await.unwrap().unwrap().store_upload_id.as_deref(),
+        Some("2~abc/def")
+    );
+
+    store.abort_upload(&org, &u.upload_id, NOW).await.unwrap();
+    let due = store.claim_blob_deletions(NOW, 60, 10).await.unwrap();
+    assert_eq!(due[0].blob_key, BlobKey::upload(u.upload_id, u.file_uid, Some("2~abc/def")));
+
+    let file = NewFile { checksum_crc32c: None, ..new_file(org, "late.csv", "text/csv") };
+    let guard = store.enqueue_blob_deletion(&BlobKey::File(file.file_uid), NOW).await.unwrap();
+    store.register_file(&file, guard, NOW, NOW).await.unwrap();
+    assert_eq!(store.get_file(&org, "late.csv").await.unwrap().unwrap().checksum_crc32c, None);
+    store.claim_file_to_ingest(&file.file_uid, NOW, 60).await.unwrap().unwrap();
+    store.finish_ingest(&file.file_uid, MetadataStatus::NotExtracted, None, Some(Crc32c(99)), NOW).await.unwrap();
+    assert_eq!(store.get_file(&org, "late.csv").await.unwrap().unwrap().checksum_crc32c, Some(Crc32c(99)));
 }

@@ -30,7 +30,9 @@ CREATE TABLE uploads (
     part_size        BIGINT NOT NULL,
     state            TEXT NOT NULL CHECK (state IN ('active', 'completed', 'aborted')),
     created_at       BIGINT NOT NULL,
-    last_activity_at BIGINT NOT NULL
+    last_activity_at BIGINT NOT NULL,
+    -- The blob store\'s own id of the upload (an S3 multipart upload id).
+    store_upload_id  TEXT
 );
 CREATE INDEX uploads_active_by_name ON uploads (org_id, file_name, created_at) WHERE state = 'active';
 CREATE INDEX uploads_active_by_activity ON uploads (last_activity_at) WHERE state = 'active';
@@ -39,7 +41,7 @@ CREATE TABLE upload_parts (
     upload_id   TEXT NOT NULL REFERENCES uploads (upload_id),
     part_number INTEGER NOT NULL,
     part_token  TEXT NOT NULL,
-    crc32c      BIGINT NOT NULL,
+    crc32c      BIGINT,
     num_bytes   BIGINT NOT NULL,
     PRIMARY KEY (upload_id, part_number)
 );
@@ -58,7 +60,8 @@ CREATE TABLE files (
     file_type            TEXT NOT NULL,
     num_bytes            BIGINT NOT NULL,
     status               TEXT NOT NULL,
-    checksum_crc32c      BIGINT NOT NULL,
+    -- Unknown (NULL) until computed, when the parts went straight to S3.
+    checksum_crc32c      BIGINT,
     file_index           BIGINT NOT NULL,
     holds_name           BOOLEAN NOT NULL,
     created_at           BIGINT NOT NULL,

@@ -91,8 +91,8 @@ impl Postgres {
     }
 }
 
-const UPLOAD_COLUMNS: &str =
-    "upload_id, org_id, file_uid, file_name, file_type, num_bytes, part_size, state, created_at, last_activity_at";
+const UPLOAD_COLUMNS: &str = "upload_id, org_id, file_uid, file_name, file_type, num_bytes, part_size, state, \
+     created_at, last_activity_at, store_upload_id";
 
 fn upload_from_row(row: &Row) -> Result<UploadRecord> {
     Ok(UploadRecord {
@@ -106,6 +106,7 @@ fn upload_from_row(row: &Row) -> Result<UploadRecord> {
         state: UploadState::parse(row.get("state")).ok_or_else(|| bad("upload state"))?,
         created_at: row.get("created_at"),
         last_activity_at: row.get("last_activity_at"),
+        store_upload_id: row.get("store_upload_id"),
     })
 }
 
@@ -120,7 +121,7 @@ fn file_from_row(row: &Row) -> Result<FileRecord> {
         file_type: row.get("file_type"),
         num_bytes: row.get::<_, i64>("num_bytes") as u64,
         status: FileStatus::parse(row.get("status")).ok_or_else(|| bad("file status"))?,
-        checksum_crc32c: Crc32c(row.get::<_, i64>("checksum_crc32c") as u32),
+        checksum_crc32c: row.get::<_, Option<i64>>("checksum_crc32c").map(|crc| Crc32c(crc as u32)),
         file_index: row.get::<_, i64>("file_index") as u64,
         created_at: row.get("created_at"),
         metadata_status: MetadataStatus::parse(row.get("metadata_status")).ok_or_else(|| bad("metadata status"))?,
@@ -142,7 +143,7 @@ fn part_from_row(row: &Row) -> RecordedPart {
     RecordedPart {
         part_number: row.get::<_, i32>("part_number") as u32,
         token: PartToken::from_wire(row.get("part_token")),
-        crc32c: Crc32c(row.get::<_, i64>("crc32c") as u32),
+        crc32c: row.get::<_, Option<i64>>("crc32c").map(|crc| Crc32c(crc as u32)),
         num_bytes: row.get::<_, i64>("num_bytes") as u64,
     }
 }
@@ -285,7 +286,7 @@ async fn register(
             &file.file_type,
             &(file.num_bytes as i64),
             &file.status.as_str(),
-            &(file.checksum_crc32c.0 as i64),
+            &file.checksum_crc32c.map(|crc| crc.0 as i64),
             &file_index,
             &file.created_at,
             &file.metadata_status.as_str(),
@@ -415,7 +416,7 @@ impl MetadataStore for Postgres {
         let tx = client.transaction().await.map_err(backend)?;
         tx.execute("DELETE FROM blob_deletions WHERE id = $1", &[&guard.0]).await.map_err(backend)?;
         tx.execute(
-            &format!("INSERT INTO uploads ({UPLOAD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"),
+            &format!("INSERT INTO uploads ({UPLOAD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"),
             &[
                 &u.upload_id.to_string(),
                 &u.org_id.to_string(),
@@ -427,6 +428,7 @@ impl MetadataStore for Postgres {
                 &u.state.as_str(),
                 &u.created_at,
                 &u.last_activity_at,
+                &u.store_upload_id,
             ],
         )
         .await
@@ -541,7 +543,13 @@ impl MetadataStore for Postgres {
              VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (upload_id, part_number) DO UPDATE SET
                  part_token = excluded.part_token, crc32c = excluded.crc32c, num_bytes = excluded.num_bytes",
-            &[&id, &(part.part_number as i32), &part.token.as_str(), &(part.crc32c.0 as i64), &(part.num_bytes as i64)],
+            &[
+                &id,
+                &(part.part_number as i32),
+                &part.token.as_str(),
+                &part.crc32c.map(|c| c.0 as i64),
+                &(part.num_bytes as i64),
+            ],
         )
         .await
         .map_err(backend)?;
@@ -559,6 +567,7 @@ impl MetadataStore for Postgres {
         org_id: &OrgId,
         upload_id: &UploadId,
         claims: &[TokenClaim],
+        store_parts: Option<&BTreeMap<u32, RecordedPart>>,
         now: UnixSeconds,
     ) -> Result<Result<usize, ClaimProblems>> {
         let mut client = self.client().await?;
@@ -570,7 +579,10 @@ impl MetadataStore for Postgres {
             .await
             .map_err(backend)?;
         let upload = upload_from_row(&upload)?;
-        let recorded = read_parts(&tx, upload_id).await?;
+        let recorded = match store_parts {
+            Some(parts) => parts.clone(),
+            None => read_parts(&tx, upload_id).await?,
+        };
         let count = match check_checkpoint(&upload.plan(), &recorded, claims) {
             Ok(count) => count,
             Err(problems) => return Ok(Err(problems)),
@@ -634,7 +646,7 @@ impl MetadataStore for Postgres {
         let row = tx
             .query_opt(
                 "UPDATE uploads SET state = 'aborted', last_activity_at = $3
-                 WHERE upload_id = $1 AND org_id = $2 AND state = 'active' RETURNING file_uid",
+                 WHERE upload_id = $1 AND org_id = $2 AND state = 'active' RETURNING file_uid, store_upload_id",
                 &[&upload_id.to_string(), &org_id.to_string(), &now],
             )
             .await
@@ -646,8 +658,10 @@ impl MetadataStore for Postgres {
             };
         };
         let file_uid: FileUid = parsed(&row, "file_uid")?;
+        let store_upload_id: Option<String> = row.get("store_upload_id");
         drop_upload_parts(&tx, upload_id).await?;
-        let deletion = enqueue_deletion(&tx, BlobKey::Upload(*upload_id, file_uid), now).await?;
+        let key = BlobKey::upload(*upload_id, file_uid, store_upload_id.as_deref());
+        let deletion = enqueue_deletion(&tx, key, now).await?;
         tx.commit().await.map_err(backend)?;
         Ok(AbortOutcome::Aborted { deletion })
     }
@@ -802,6 +816,7 @@ impl MetadataStore for Postgres {
         file_uid: &FileUid,
         metadata_status: MetadataStatus,
         attributes: Option<&str>,
+        checksum_crc32c: Option<Crc32c>,
         now: UnixSeconds,
     ) -> Result<()> {
         let mut client = self.client().await?;
@@ -818,9 +833,9 @@ impl MetadataStore for Postgres {
         let changed = tx
             .execute(
                 "UPDATE files SET status = 'ingested', metadata_status = $2, attributes = $3,
-                     ingest_claimed_until = NULL
+                     checksum_crc32c = COALESCE($4, checksum_crc32c), ingest_claimed_until = NULL
                  WHERE file_uid = $1 AND status = 'ingesting'",
-                &[&file_uid.to_string(), &metadata_status.as_str(), &attributes],
+                &[&file_uid.to_string(), &metadata_status.as_str(), &attributes, &checksum_crc32c.map(|c| c.0 as i64)],
             )
             .await
             .map_err(backend)?;
@@ -845,7 +860,7 @@ impl MetadataStore for Postgres {
                      SELECT upload_id FROM uploads
                      WHERE state = 'active' AND last_activity_at < $1
                      LIMIT $2 FOR UPDATE SKIP LOCKED)
-                 RETURNING upload_id, file_uid",
+                 RETURNING upload_id, file_uid, store_upload_id",
                 &[&idle_before, &(limit as i64)],
             )
             .await
@@ -853,8 +868,9 @@ impl MetadataStore for Postgres {
         let mut expired = Vec::with_capacity(rows.len());
         for row in &rows {
             let (upload_id, file_uid): (UploadId, FileUid) = (parsed(row, "upload_id")?, parsed(row, "file_uid")?);
+            let store_upload_id: Option<String> = row.get("store_upload_id");
             drop_upload_parts(&tx, &upload_id).await?;
-            enqueue_deletion(&tx, BlobKey::Upload(upload_id, file_uid), now).await?;
+            enqueue_deletion(&tx, BlobKey::upload(upload_id, file_uid, store_upload_id.as_deref()), now).await?;
             expired.push(upload_id);
         }
         tx.commit().await.map_err(backend)?;

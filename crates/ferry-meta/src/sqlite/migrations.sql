@@ -31,7 +31,9 @@ CREATE TABLE uploads (
     part_size        INTEGER NOT NULL,
     state            TEXT NOT NULL CHECK (state IN ('active', 'completed', 'aborted')),
     created_at       INTEGER NOT NULL,
-    last_activity_at INTEGER NOT NULL
+    last_activity_at INTEGER NOT NULL,
+    -- The blob store\'s own id of the upload (an S3 multipart upload id).
+    store_upload_id  TEXT
 );
 CREATE INDEX uploads_active_by_name ON uploads (org_id, file_name, created_at) WHERE state = 'active';
 CREATE INDEX uploads_active_by_activity ON uploads (last_activity_at) WHERE state = 'active';
@@ -41,7 +43,7 @@ CREATE TABLE upload_parts (
     upload_id   TEXT NOT NULL REFERENCES uploads (upload_id),
     part_number INTEGER NOT NULL,
     part_token  TEXT NOT NULL,
-    crc32c      INTEGER NOT NULL,
+    crc32c      INTEGER,
     num_bytes   INTEGER NOT NULL,
     PRIMARY KEY (upload_id, part_number)
 ) WITHOUT ROWID;
@@ -61,7 +63,8 @@ CREATE TABLE files (
     file_type       TEXT NOT NULL,
     num_bytes       INTEGER NOT NULL,
     status          TEXT NOT NULL,
-    checksum_crc32c INTEGER NOT NULL,
+    -- Unknown (NULL) until computed, when the parts went straight to S3.
+    checksum_crc32c INTEGER,
     file_index      INTEGER NOT NULL,
     -- 1 while this file holds its name; at most one per name.
     holds_name      INTEGER NOT NULL,

@@ -137,8 +137,8 @@ fn file_status(row: &Row, i: usize) -> rusqlite::Result<FileStatus> {
     FileStatus::parse(&row.get::<_, String>(i)?).ok_or_else(|| conversion(i, "file status"))
 }
 
-const UPLOAD_COLUMNS: &str =
-    "upload_id, org_id, file_uid, file_name, file_type, num_bytes, part_size, state, created_at, last_activity_at";
+const UPLOAD_COLUMNS: &str = "upload_id, org_id, file_uid, file_name, file_type, num_bytes, part_size, state, \
+     created_at, last_activity_at, store_upload_id";
 
 fn upload_from_row(row: &Row) -> rusqlite::Result<UploadRecord> {
     Ok(UploadRecord {
@@ -152,6 +152,7 @@ fn upload_from_row(row: &Row) -> rusqlite::Result<UploadRecord> {
         state: state(row, 7)?,
         created_at: row.get(8)?,
         last_activity_at: row.get(9)?,
+        store_upload_id: row.get(10)?,
     })
 }
 
@@ -166,7 +167,7 @@ fn file_from_row(row: &Row) -> rusqlite::Result<FileRecord> {
         file_type: row.get(3)?,
         num_bytes: row.get::<_, i64>(4)? as u64,
         status: file_status(row, 5)?,
-        checksum_crc32c: Crc32c(row.get::<_, i64>(6)? as u32),
+        checksum_crc32c: row.get::<_, Option<i64>>(6)?.map(|crc| Crc32c(crc as u32)),
         file_index: row.get::<_, i64>(7)? as u64,
         created_at: row.get(8)?,
         metadata_status: MetadataStatus::parse(&row.get::<_, String>(9)?)
@@ -216,7 +217,7 @@ fn read_parts(conn: &Connection, upload_id: &UploadId) -> rusqlite::Result<BTree
         Ok(RecordedPart {
             part_number: r.get(0)?,
             token: PartToken::from_wire(&r.get::<_, String>(1)?),
-            crc32c: Crc32c(r.get::<_, i64>(2)? as u32),
+            crc32c: r.get::<_, Option<i64>>(2)?.map(|crc| Crc32c(crc as u32)),
             num_bytes: r.get::<_, i64>(3)? as u64,
         })
     })?;
@@ -308,7 +309,7 @@ fn register(
             file.file_type,
             file.num_bytes as i64,
             file.status.as_str(),
-            file.checksum_crc32c.0 as i64,
+            file.checksum_crc32c.map(|crc| crc.0 as i64),
             file_index,
             file.created_at,
             file.metadata_status.as_str(),
@@ -445,7 +446,9 @@ impl MetadataStore for Sqlite {
         self.write(move |tx| {
             tx.execute("DELETE FROM blob_deletions WHERE id = ?1", [guard.0]).map_err(backend)?;
             tx.execute(
-                &format!("INSERT INTO uploads ({UPLOAD_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
+                &format!(
+                    "INSERT INTO uploads ({UPLOAD_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+                ),
                 params![
                     u.upload_id.to_string(),
                     u.org_id.to_string(),
@@ -456,7 +459,8 @@ impl MetadataStore for Sqlite {
                     u.part_size as i64,
                     u.state.as_str(),
                     u.created_at,
-                    u.last_activity_at
+                    u.last_activity_at,
+                    u.store_upload_id
                 ],
             )
             .map_err(backend)?;
@@ -561,7 +565,13 @@ impl MetadataStore for Sqlite {
                  VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (upload_id, part_number) DO UPDATE SET
                      part_token = excluded.part_token, crc32c = excluded.crc32c, num_bytes = excluded.num_bytes",
-                params![id, part.part_number, part.token.as_str(), part.crc32c.0 as i64, part.num_bytes as i64],
+                params![
+                    id,
+                    part.part_number,
+                    part.token.as_str(),
+                    part.crc32c.map(|c| c.0 as i64),
+                    part.num_bytes as i64
+                ],
             )
             .map_err(backend)?;
             tx.execute(
@@ -579,9 +589,10 @@ impl MetadataStore for Sqlite {
         org_id: &OrgId,
         upload_id: &UploadId,
         claims: &[TokenClaim],
+        store_parts: Option<&BTreeMap<u32, RecordedPart>>,
         now: UnixSeconds,
     ) -> Result<Result<usize, ClaimProblems>> {
-        let (org_id, upload_id, claims) = (*org_id, *upload_id, claims.to_vec());
+        let (org_id, upload_id, claims, store_parts) = (*org_id, *upload_id, claims.to_vec(), store_parts.cloned());
         self.write(move |tx| {
             require_active(tx, Some(&org_id), &upload_id)?;
             let upload = tx
@@ -591,7 +602,10 @@ impl MetadataStore for Sqlite {
                     upload_from_row,
                 )
                 .map_err(backend)?;
-            let recorded = read_parts(tx, &upload_id).map_err(backend)?;
+            let recorded = match store_parts {
+                Some(parts) => parts,
+                None => read_parts(tx, &upload_id).map_err(backend)?,
+            };
             let count = match check_checkpoint(&upload.plan(), &recorded, &claims) {
                 Ok(count) => count,
                 Err(problems) => return Ok(Err(problems)),
@@ -670,12 +684,14 @@ impl MetadataStore for Sqlite {
                 };
             }
             drop_upload_parts(tx, &upload_id)?;
-            let file_uid: FileUid = tx
-                .query_row("SELECT file_uid FROM uploads WHERE upload_id = ?1", [upload_id.to_string()], |r| {
-                    parsed(r, 0)
-                })
+            let (file_uid, store_upload_id): (FileUid, Option<String>) = tx
+                .query_row(
+                    "SELECT file_uid, store_upload_id FROM uploads WHERE upload_id = ?1",
+                    [upload_id.to_string()],
+                    |r| Ok((parsed(r, 0)?, r.get(1)?)),
+                )
                 .map_err(backend)?;
-            let deletion = enqueue_deletion(tx, BlobKey::Upload(upload_id, file_uid), now)?;
+            let deletion = enqueue_deletion(tx, BlobKey::upload(upload_id, file_uid, store_upload_id.as_deref()), now)?;
             Ok(AbortOutcome::Aborted { deletion })
         })
         .await
@@ -834,16 +850,18 @@ impl MetadataStore for Sqlite {
         file_uid: &FileUid,
         metadata_status: MetadataStatus,
         attributes: Option<&str>,
+        checksum_crc32c: Option<Crc32c>,
         now: UnixSeconds,
     ) -> Result<()> {
         let (file_uid, attributes) = (file_uid.to_string(), attributes.map(str::to_owned));
+        let checksum = checksum_crc32c.map(|crc| crc.0 as i64);
         self.write(move |tx| {
             let org: Option<OrgId> = tx
                 .query_row(
                     "UPDATE files SET status = 'ingested', metadata_status = ?2, attributes = ?3,
-                         ingest_claimed_until = NULL
+                         checksum_crc32c = COALESCE(?4, checksum_crc32c), ingest_claimed_until = NULL
                      WHERE file_uid = ?1 AND status = 'ingesting' RETURNING org_id",
-                    params![file_uid, metadata_status.as_str(), attributes],
+                    params![file_uid, metadata_status.as_str(), attributes, checksum],
                     |r| parsed(r, 0),
                 )
                 .optional()
@@ -863,24 +881,24 @@ impl MetadataStore for Sqlite {
         limit: usize,
     ) -> Result<Vec<UploadId>> {
         self.write(move |tx| {
-            let idle: Vec<(UploadId, FileUid)> = tx
+            let idle: Vec<(UploadId, FileUid, Option<String>)> = tx
                 .prepare_cached(
                     "UPDATE uploads SET state = 'aborted'
                      WHERE upload_id IN (
                          SELECT upload_id FROM uploads
                          WHERE state = 'active' AND last_activity_at < ?1 LIMIT ?2)
-                     RETURNING upload_id, file_uid",
+                     RETURNING upload_id, file_uid, store_upload_id",
                 )
                 .map_err(backend)?
-                .query_map(params![idle_before, limit as i64], |r| Ok((parsed(r, 0)?, parsed(r, 1)?)))
+                .query_map(params![idle_before, limit as i64], |r| Ok((parsed(r, 0)?, parsed(r, 1)?, r.get(2)?)))
                 .map_err(backend)?
                 .collect::<rusqlite::Result<_>>()
                 .map_err(backend)?;
-            for (upload_id, file_uid) in &idle {
+            for (upload_id, file_uid, store_upload_id) in &idle {
                 drop_upload_parts(tx, upload_id)?;
-                enqueue_deletion(tx, BlobKey::Upload(*upload_id, *file_uid), now)?;
+                enqueue_deletion(tx, BlobKey::upload(*upload_id, *file_uid, store_upload_id.as_deref()), now)?;
             }
-            Ok(idle.into_iter().map(|(upload_id, _)| upload_id).collect())
+            Ok(idle.into_iter().map(|(upload_id, ..)| upload_id).collect())
         })
         .await
     }
@@ -892,7 +910,7 @@ impl MetadataStore for Sqlite {
     }
 
     async fn enqueue_blob_deletion(&self, key: &BlobKey, not_before: UnixSeconds) -> Result<BlobDeletionId> {
-        let key = *key;
+        let key = key.clone();
         self.write(move |tx| enqueue_deletion(tx, key, not_before)).await
     }
 

@@ -69,7 +69,7 @@ pub fn metadata(file: &FileRecord) -> FileMetadata {
         file_index: file.file_index,
         file_tags: Default::default(),
         created_at: rfc3339(file.created_at.max(0) as u64),
-        checksum_crc32c: file.checksum_crc32c.to_base64(),
+        checksum_crc32c: file.checksum_crc32c.map(|crc| crc.to_base64()),
         file_attributes: FileAttributes { metadata_status, content },
     }
 }
@@ -225,7 +225,7 @@ impl Service {
             file_name,
             file_type,
             num_bytes: digest.num_bytes,
-            checksum_crc32c: digest.crc32c,
+            checksum_crc32c: Some(digest.crc32c),
         };
         let registered = self
             .meta

@@ -10,9 +10,11 @@ use std::time::Duration;
 
 use ferry_api::files::ContentAttributes;
 use ferry_blob::BlobStore;
+use ferry_core::checksum::{Crc32c, PartHasher};
 use ferry_core::file::MetadataStatus;
 use ferry_core::ids::FileUid;
 use ferry_meta::{FileRecord, MetadataStore};
+use futures_util::StreamExt;
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use super::extract::{Attributes, extract, has_attributes};
@@ -70,39 +72,77 @@ impl Extractor {
         });
     }
 
-    /// Extracts and records the attributes of a file leased for extraction.
+    /// Extracts and records the attributes of a file leased for extraction,
+    /// and its CRC32C if unknown (its parts went straight to an S3 store).
     /// A failed extraction is recorded as `failed`; the file stays usable.
     pub async fn ingest(&self, file: FileRecord) {
-        let (status, attributes) = if !has_attributes(&file.file_type) {
-            (MetadataStatus::NotExtracted, None)
-        } else {
-            match self.extract(&file).await {
-                Ok(attributes) => {
-                    let json = serde_json::to_string(&ContentAttributes::from(attributes)).ok();
-                    (MetadataStatus::Extracted, json)
+        let wants_attributes = has_attributes(&file.file_type);
+        let wants_checksum = file.checksum_crc32c.is_none();
+        let (mut status, mut attributes, mut checksum) = (MetadataStatus::NotExtracted, None, None);
+        if wants_attributes || wants_checksum {
+            match self.read(&file, wants_checksum).await {
+                Ok((extracted, crc)) => {
+                    checksum = crc;
+                    match extracted {
+                        Some(Ok(found)) => {
+                            status = MetadataStatus::Extracted;
+                            attributes = serde_json::to_string(&ContentAttributes::from(found)).ok();
+                        }
+                        Some(Err(e)) => {
+                            tracing::warn!(file_uid = %file.file_uid, error = %e, "attribute extraction failed");
+                            status = MetadataStatus::Failed;
+                        }
+                        None => {}
+                    }
                 }
+                // The bytes could not be read: leave the lease to run out,
+                // so that a later pass tries again.
                 Err(e) => {
-                    tracing::warn!(file_uid = %file.file_uid, error = %e, "attribute extraction failed");
-                    (MetadataStatus::Failed, None)
+                    tracing::warn!(file_uid = %file.file_uid, error = %e, "reading a file to ingest failed");
+                    return;
                 }
             }
-        };
-        if let Err(e) = self.meta.finish_ingest(&file.file_uid, status, attributes.as_deref(), now_secs()).await {
+        }
+        let recorded = self.meta.finish_ingest(&file.file_uid, status, attributes.as_deref(), checksum, now_secs());
+        if let Err(e) = recorded.await {
             tracing::warn!(file_uid = %file.file_uid, error = %e, "could not record extracted attributes");
         }
     }
 
-    async fn extract(&self, file: &FileRecord) -> Result<Attributes, String> {
+    /// Reads a file once: extracts its attributes (if its type has any) and,
+    /// when asked, computes its CRC32C over every byte.
+    async fn read(
+        &self,
+        file: &FileRecord,
+        with_checksum: bool,
+    ) -> Result<(Option<Result<Attributes, String>>, Option<Crc32c>), String> {
         let bytes = self.blob.read(&file.file_uid, 0..file.num_bytes).await.map_err(|e| e.to_string())?;
+        let hasher = Arc::new(std::sync::Mutex::new(PartHasher::default()));
+        let hashing = hasher.clone();
+        let bytes = bytes.inspect(move |chunk| {
+            if let Ok(chunk) = chunk {
+                hashing.lock().unwrap_or_else(|e| e.into_inner()).update(chunk);
+            }
+        });
         let file_type = file.file_type.clone();
         // The parsers are blocking; the bridge lets them pull the async stream.
-        let reader = SyncIoBridge::new(StreamReader::new(bytes));
-        tokio::task::spawn_blocking(move || match extract(&file_type, reader) {
-            Some(outcome) => outcome.map_err(|e| e.to_string()),
-            None => Err("no attributes for this type".into()),
+        let mut reader = SyncIoBridge::new(StreamReader::new(Box::pin(bytes)));
+        let extracted = tokio::task::spawn_blocking(move || {
+            let extracted = extract(&file_type, &mut reader).map(|outcome| outcome.map_err(|e| e.to_string()));
+            // A parser may stop early (an image header); the checksum needs the rest.
+            if with_checksum {
+                std::io::copy(&mut reader, &mut std::io::sink()).map_err(|e| e.to_string())?;
+            }
+            Ok::<_, String>(extracted)
         })
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())??;
+        let digest = hasher.lock().unwrap_or_else(|e| e.into_inner()).finish();
+        let checksum = (with_checksum && digest.num_bytes == file.num_bytes).then_some(digest.crc32c);
+        if with_checksum && checksum.is_none() {
+            return Err(format!("read {} of the file's {} bytes", digest.num_bytes, file.num_bytes));
+        }
+        Ok((extracted, checksum))
     }
 }
 

@@ -1,6 +1,6 @@
 //! The direct-to-cloud upload operations (spec §3).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use ferry_api::files::{FileAttributes, MetadataStatus};
@@ -8,7 +8,7 @@ use ferry_api::uploads::{
     CheckpointResponse, CompleteUploadResponse, InitiateUploadResponse, IntegrityAlgorithm, PartDescriptor,
     PartTokenEntry,
 };
-use ferry_blob::BlobError;
+use ferry_blob::{BlobError, StoreUpload};
 use ferry_core::blob_key::BlobKey;
 use ferry_core::checksum::Crc32c;
 use ferry_core::file::FileStatus;
@@ -25,6 +25,15 @@ use super::{BadRequest, Result, Service, ServiceError, claim_problems, now_ms, n
 /// How long storage written ahead of its metadata row is kept if the row
 /// never comes (a crash in between): long past any request's duration.
 pub(crate) const STORAGE_GUARD_SECS: i64 = 24 * 3600;
+
+/// The upload as the blob store knows it.
+pub(crate) fn store_upload(upload: &UploadRecord) -> StoreUpload<'_> {
+    StoreUpload {
+        upload_id: upload.upload_id,
+        file_uid: upload.file_uid,
+        store_upload_id: upload.store_upload_id.as_deref(),
+    }
+}
 
 /// What a client asks to upload.
 pub struct InitiateUpload {
@@ -58,20 +67,40 @@ fn claims_from_entries(entries: &[PartTokenEntry]) -> (Vec<TokenClaim>, Vec<i64>
 }
 
 impl Service {
-    fn descriptor(&self, upload_id: &UploadId, range: PartRange, expires: u64) -> PartDescriptor {
-        let query = self.signer.sign(upload_id, range.part_number, expires);
-        PartDescriptor {
-            part_number: range.part_number,
-            url: format!(
-                "{}/parts/{upload_id}/{}?{}",
+    /// Where to PUT a part: the store's own presigned URL when clients send
+    /// parts straight to it, else ferry's.
+    fn descriptor(&self, upload: &UploadRecord, range: PartRange, expires: u64) -> PartDescriptor {
+        let url = self.blob.part_url(store_upload(upload), range.part_number, expires).unwrap_or_else(|| {
+            let query = self.signer.sign(&upload.upload_id, range.part_number, expires);
+            format!(
+                "{}/parts/{}/{}?{}",
                 self.settings.public_url,
+                upload.upload_id,
                 range.part_number,
                 query.to_query_string()
-            ),
+            )
+        });
+        PartDescriptor {
+            part_number: range.part_number,
+            url,
             offset: range.offset,
             length: range.length,
             expires_at: rfc3339(expires),
         }
+    }
+
+    /// The parts whose bytes are stored, as the store that holds them says:
+    /// the blob store's own record if it keeps one, else ferry's. A part of
+    /// the wrong size (an S3 store takes any) does not count as stored.
+    pub(crate) async fn recorded_parts(&self, upload: &UploadRecord) -> Result<BTreeMap<u32, RecordedPart>> {
+        let plan = upload.plan();
+        Ok(match self.blob.stored_parts(store_upload(upload)).await? {
+            Some(parts) => parts
+                .into_iter()
+                .filter(|(n, part)| plan.part(*n).is_some_and(|range| range.length == part.num_bytes))
+                .collect(),
+            None => self.meta.list_parts(&upload.upload_id).await?,
+        })
     }
 
     fn url_expiry_now(&self) -> u64 {
@@ -146,7 +175,7 @@ impl Service {
             return self.resume(upload, now).await;
         }
 
-        let upload = UploadRecord {
+        let mut upload = UploadRecord {
             upload_id: UploadId::generate(),
             org_id: *org_id,
             file_uid: FileUid::generate(),
@@ -157,29 +186,37 @@ impl Service {
             state: UploadState::Active,
             created_at: now,
             last_activity_at: now,
+            store_upload_id: None,
         };
         // Storage first, so that an upload never exists without it; a guard
         // in the deletion queue covers the storage until the upload's row
         // does, so a crash between the two leaves nothing behind for good.
-        let key = BlobKey::Upload(upload.upload_id, upload.file_uid);
+        //
+        // (An S3 store names its upload only once created: a crash in that
+        // instant leaves an incomplete multipart upload the guard cannot
+        // name, for the bucket's own lifecycle rule to sweep.)
+        let key = BlobKey::upload(upload.upload_id, upload.file_uid, None);
         let guard = self.meta.enqueue_blob_deletion(&key, now + STORAGE_GUARD_SECS).await?;
-        if let Err(e) = self.blob.create_upload(&upload.upload_id, size).await {
-            self.meta.finish_blob_deletion(guard).await?;
-            return Err(e.into());
+        match self.blob.create_upload(&upload.upload_id, &upload.file_uid, size).await {
+            Ok(store_upload_id) => upload.store_upload_id = store_upload_id,
+            Err(e) => {
+                self.meta.finish_blob_deletion(guard).await?;
+                return Err(e.into());
+            }
         }
         if let Err(e) = self.meta.insert_upload(&upload, guard).await {
             // The guard stays queued: the janitor frees the storage if this fails.
-            let _ = self.blob.abort_upload(&upload.upload_id, &upload.file_uid).await;
+            let _ = self.blob.abort_upload(store_upload(&upload)).await;
             return Err(e.into());
         }
         let expires = self.url_expiry_now();
-        let parts = plan.parts().map(|range| self.descriptor(&upload.upload_id, range, expires)).collect();
+        let parts = plan.parts().map(|range| self.descriptor(&upload, range, expires)).collect();
         Ok(self.initiate_response(&upload, false, parts))
     }
 
     /// Returns the parts of `upload` that no valid checkpoint covers.
     async fn resume(&self, upload: UploadRecord, now: i64) -> Result<InitiateUploadResponse> {
-        let recorded = self.meta.list_parts(&upload.upload_id).await?;
+        let recorded = self.recorded_parts(&upload).await?;
         let done: BTreeSet<u32> = self
             .meta
             .list_checkpoints(&upload.upload_id)
@@ -194,7 +231,7 @@ impl Service {
             .plan()
             .parts()
             .filter(|range| !done.contains(&range.part_number))
-            .map(|range| self.descriptor(&upload.upload_id, range, expires))
+            .map(|range| self.descriptor(&upload, range, expires))
             .collect();
         Ok(self.initiate_response(&upload, true, parts))
     }
@@ -224,7 +261,7 @@ impl Service {
         let expires = self.url_expiry_now();
         Ok(part_numbers
             .iter()
-            .map(|&n| self.descriptor(&upload.upload_id, plan.part(n as u32).expect("checked above"), expires))
+            .map(|&n| self.descriptor(&upload, plan.part(n as u32).expect("checked above"), expires))
             .collect())
     }
 
@@ -239,7 +276,11 @@ impl Service {
         if !unclaimable.is_empty() {
             return Err(claim_problems(ClaimProblems::default(), unclaimable, &upload));
         }
-        match self.meta.checkpoint(org_id, &upload.upload_id, &claims, now_secs()).await {
+        let store_parts = match self.blob.stored_parts(store_upload(&upload)).await? {
+            Some(_) => Some(self.recorded_parts(&upload).await?),
+            None => None,
+        };
+        match self.meta.checkpoint(org_id, &upload.upload_id, &claims, store_parts.as_ref(), now_secs()).await {
             Ok(Ok(count)) => Ok(CheckpointResponse { num_checkpointed: count as u64 }),
             Ok(Err(problems)) => Err(claim_problems(problems, Vec::new(), &upload)),
             Err(e) => Err(upload_refusal(e, upload_id)),
@@ -269,7 +310,7 @@ impl Service {
 
         let plan = upload.plan();
         let (claims, unclaimable) = claims_from_entries(entries);
-        let recorded = self.meta.list_parts(&upload.upload_id).await?;
+        let recorded = self.recorded_parts(&upload).await?;
         let checkpoints = self.meta.list_checkpoints(&upload.upload_id).await?;
         let actual = match check_complete(&plan, &recorded, &checkpoints, &claims) {
             Ok(crc) if unclaimable.is_empty() => crc,
@@ -281,13 +322,23 @@ impl Service {
                 return Err(claim_problems(outcome.err().unwrap_or_default(), unclaimable, &upload));
             }
         };
-        let status = match expected {
-            Some(expected) if expected != actual => FileStatus::Corrupt,
+        let status = match (expected, actual) {
+            (Some(expected), Some(actual)) if expected != actual => FileStatus::Corrupt,
             _ => FileStatus::Registered,
         };
 
-        match self.blob.complete_upload(&upload.upload_id, &upload.file_uid).await {
+        let tokens: Vec<(u32, PartToken)> = recorded.values().map(|p| (p.part_number, p.token.clone())).collect();
+        match self.blob.complete_upload(store_upload(&upload), &tokens).await {
             Ok(()) => {}
+            Err(BlobError::InvalidParts(why)) => {
+                tracing::warn!(upload_id, why, "the store refused the parts at complete");
+                let invalid_tokens = tokens.iter().map(|(n, _)| *n).collect();
+                return Err(claim_problems(
+                    ClaimProblems { invalid_tokens, ..Default::default() },
+                    Vec::new(),
+                    &upload,
+                ));
+            }
             Err(BlobError::PartInProgress) => return Err(ServiceError::CompleteDuringPartUpload(upload_id.to_owned())),
             Err(BlobError::UploadSealed) => return Err(ServiceError::CompleteUnderWay(upload_id.to_owned())),
             // Gone from the store: completed or aborted meanwhile; the
@@ -314,7 +365,7 @@ impl Service {
         if registered.file.status == FileStatus::Registered {
             self.extractor.spawn(registered.file.file_uid);
         }
-        if let Some(expected) = expected.filter(|_| status == FileStatus::Corrupt) {
+        if let (Some(expected), Some(actual), FileStatus::Corrupt) = (expected, actual, status) {
             return Err(ServiceError::IntegrityCheckFailed {
                 expected: expected.to_base64(),
                 actual: actual.to_base64(),
@@ -344,7 +395,7 @@ impl Service {
             Ok(AbortOutcome::Aborted { deletion }) => {
                 // The queue entry is committed, so a failure here only delays
                 // the freeing until the janitor retries it.
-                match self.blob.abort_upload(&id, &upload.file_uid).await {
+                match self.blob.abort_upload(store_upload(&upload)).await {
                     Ok(()) => self.meta.finish_blob_deletion(deletion).await?,
                     Err(e) => {
                         tracing::warn!(upload_id, error = %e, "freeing an aborted upload's storage failed; queued")
@@ -426,8 +477,12 @@ impl Service {
             other => other.into(),
         })?;
         let token = self.token_key.token(&id, part_number, &digest);
-        let part =
-            RecordedPart { part_number, token: token.clone(), crc32c: digest.crc32c, num_bytes: digest.num_bytes };
+        let part = RecordedPart {
+            part_number,
+            token: token.clone(),
+            crc32c: Some(digest.crc32c),
+            num_bytes: digest.num_bytes,
+        };
         self.meta.record_part(&id, &part, now_secs()).await.map_err(|e| upload_refusal(e, upload_id))?;
         Ok(token)
     }
