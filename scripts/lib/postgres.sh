@@ -3,10 +3,6 @@
 # initdb in a temp dir on a free port, and exports FERRY_TEST_POSTGRES_URL.
 # `stop_postgres` stops it and removes its files; call it from a trap.
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
 # Runs a PostgreSQL program as the `postgres` user when we are root (the
 # server refuses to run as root), else as ourselves.
 as_postgres() {

@@ -20,8 +20,10 @@ use ferry_core::upload::RecordedPart;
 use futures_core::Stream;
 
 pub mod local;
+pub mod s3;
 
 pub use local::{LocalDisk, PartWriter};
+pub use s3::{S3, S3Config};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_blob::LocalDisk;
+use ferry_blob::{BlobStore, LocalDisk, S3, S3Config};
 use ferry_core::api_key::ApiKey;
 use ferry_core::presign::{MAX_URL_TTL_SECS, MIN_URL_TTL_SECS, PartUrlSigner};
 use ferry_core::secret::ServerSecret;
@@ -27,6 +27,8 @@ pub struct ServerConfig {
     pub public_url: Option<String>,
     pub database_url: Option<String>,
     pub storage: Option<String>,
+    /// Where an `s3://` storage is, and the key to reach it.
+    pub s3: S3Settings,
     pub url_ttl_secs: u64,
     pub part_size: u64,
     pub upload_expiry_secs: u64,
@@ -53,6 +55,54 @@ pub enum StartupError {
 fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartupError {
     let context = context.into();
     move |source| StartupError::Io { context, source }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct S3Settings {
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+}
+
+/// A blob store, and the same store as the local disk when ferry takes part
+/// PUTs itself.
+type BlobStores = (Arc<dyn BlobStore>, Option<Arc<LocalDisk>>);
+
+/// The blob store the settings name: the data dir by default, or a bucket
+/// of an S3-compatible store for `s3://BUCKET[/PREFIX]`.
+fn open_blob_store(config: &ServerConfig) -> Result<BlobStores, StartupError> {
+    match config.storage.as_deref().and_then(|s| s.strip_prefix("s3://")) {
+        Some(location) => {
+            let (bucket, prefix) = location.split_once('/').unwrap_or((location, ""));
+            let prefix =
+                if prefix.is_empty() || prefix.ends_with('/') { prefix.to_owned() } else { format!("{prefix}/") };
+            let need = |value: &Option<String>, name: &str| {
+                value.clone().ok_or_else(|| StartupError::Setting(format!("storage `s3://…` needs {name}")))
+            };
+            let s3 = S3::new(S3Config {
+                endpoint: need(&config.s3.endpoint, "FERRY_S3_ENDPOINT")?,
+                region: config.s3.region.clone().unwrap_or_else(|| "us-east-1".into()),
+                bucket: bucket.to_owned(),
+                prefix,
+                access_key_id: need(&config.s3.access_key_id, "FERRY_S3_ACCESS_KEY_ID")?,
+                secret_access_key: need(&config.s3.secret_access_key, "FERRY_S3_SECRET_ACCESS_KEY")?,
+                url_ttl: Duration::from_secs(config.url_ttl_secs),
+            })
+            .map_err(|e| StartupError::Setting(format!("storage: {e}")))?;
+            Ok((Arc::new(s3), None))
+        }
+        None => {
+            if let Some(storage) = config.storage.as_deref().filter(|s| Path::new(s) != config.data_dir) {
+                return Err(StartupError::Setting(format!(
+                    "storage `{storage}` is neither s3://BUCKET nor the data dir; leave it unset for the data dir"
+                )));
+            }
+            let disk = LocalDisk::open(&config.data_dir.join("blobs")).map_err(io("opening the blob store"))?;
+            let disk = Arc::new(disk);
+            Ok((disk.clone(), Some(disk)))
+        }
+    }
 }
 
 /// The name of the SQLite database inside the data dir.
@@ -136,18 +186,13 @@ impl Server {
                 "url-ttl must be between {MIN_URL_TTL_SECS} and {MAX_URL_TTL_SECS} seconds"
             )));
         }
-        if let Some(storage) = config.storage.as_deref().filter(|s| Path::new(s) != config.data_dir) {
-            return Err(StartupError::Setting(format!(
-                "storage `{storage}` is not supported yet; leave it unset to store bytes in the data dir"
-            )));
-        }
         let policy = UploadPolicy::new(config.max_upload_size, config.part_size, config.allowed_file_types.clone())
             .map_err(|e| StartupError::Setting(e.to_string()))?;
 
         fs::create_dir_all(&config.data_dir).map_err(io(format!("creating {}", config.data_dir.display())))?;
         let meta = open_metadata(&config.data_dir, config.database_url.as_deref()).await?;
         let secret = load_or_create_secret(&config.data_dir)?;
-        let disk = Arc::new(LocalDisk::open(&config.data_dir.join("blobs")).map_err(io("opening the blob store"))?);
+        let (blob, local_parts) = open_blob_store(&config)?;
 
         let generated_key = bootstrap(meta.as_ref(), config.bootstrap_key.as_deref()).await?;
 
@@ -163,13 +208,13 @@ impl Server {
             max_simple_upload: config.max_simple_upload,
             metrics_need_key: config.metrics_need_key,
         };
-        let extractor = Extractor { meta: meta.clone(), blob: disk.clone() };
+        let extractor = Extractor { meta: meta.clone(), blob: blob.clone() };
         let service = Service {
             extractor,
             metrics: Arc::default(),
             meta,
-            blob: disk.clone(),
-            local_parts: Some(disk),
+            blob,
+            local_parts,
             signer: PartUrlSigner::new(&secret),
             token_key: PartTokenKey::new(&secret),
             policy,

@@ -7,7 +7,7 @@ use anyhow::Context;
 use ferry_core::plan::DEFAULT_PART_SIZE;
 use ferry_core::upload::DEFAULT_FILE_TYPES;
 use ferry_core::{GIB, MIB};
-use ferry_server::startup::ServerConfig;
+use ferry_server::startup::{S3Settings, ServerConfig};
 use serde::Deserialize;
 
 use crate::cli::ServeArgs;
@@ -23,6 +23,10 @@ struct FileSettings {
     public_url: Option<String>,
     database_url: Option<String>,
     storage: Option<String>,
+    s3_endpoint: Option<String>,
+    s3_region: Option<String>,
+    s3_access_key_id: Option<String>,
+    s3_secret_access_key: Option<String>,
     url_ttl: Option<u64>,
     part_size: Option<u64>,
     upload_expiry: Option<u64>,
@@ -51,6 +55,12 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<ServerConfig> {
         public_url: args.public_url.or(file.public_url),
         database_url: args.database_url.or(file.database_url),
         storage: args.storage.or(file.storage),
+        s3: S3Settings {
+            endpoint: args.s3_endpoint.or(file.s3_endpoint),
+            region: args.s3_region.or(file.s3_region),
+            access_key_id: args.s3_access_key_id.or(file.s3_access_key_id),
+            secret_access_key: args.s3_secret_access_key.or(file.s3_secret_access_key),
+        },
         url_ttl_secs: args.url_ttl.or(file.url_ttl).unwrap_or(3600),
         part_size: args.part_size.or(file.part_size).unwrap_or(DEFAULT_PART_SIZE),
         upload_expiry_secs: args.upload_expiry.or(file.upload_expiry).unwrap_or(7 * 24 * 3600),

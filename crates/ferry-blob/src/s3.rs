@@ -1,0 +1,380 @@
+//! The scale-out blob store: a bucket of an S3-compatible store (Garage in
+//! our tests; AWS S3, R2, Ceph RGW in the field).
+//!
+//! Clients PUT parts straight to the store through presigned UploadPart
+//! URLs: no part byte passes through ferry. Every request ferry makes
+//! itself is presigned too (rusty-s3 signs, reqwest sends), so there is no
+//! SDK. Part URLs are signed as of a time fixed by their expiry, which is
+//! itself rounded to a time bucket, so every request inside one bucket gets
+//! the identical URL (design §5). S3 numbers parts from 1, ferry from 0;
+//! the translation happens here and nowhere else.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use ferry_core::blob_key::BlobKey;
+use ferry_core::checksum::{PartDigest, PartHasher};
+use ferry_core::ids::{FileUid, UploadId};
+use ferry_core::token::PartToken;
+use ferry_core::upload::RecordedPart;
+use futures_util::{StreamExt, TryStreamExt};
+use reqwest::{Method, StatusCode};
+use rusty_s3::actions::{CompleteMultipartUpload, CreateMultipartUpload, ListParts};
+use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
+
+use crate::{BlobError, BlobStore, ByteSource, ByteStream, Result, StoreUpload};
+
+/// How long the URLs of ferry's own requests to the store live.
+const OWN_REQUEST_TTL: Duration = Duration::from_secs(300);
+/// The part size of a simple upload sent on to the store: the smallest S3
+/// takes, since a part is held in memory until it is sent.
+const SIMPLE_UPLOAD_PART: usize = 5 * 1024 * 1024;
+
+/// Where the bucket is and how to reach it.
+#[derive(Debug, Clone)]
+pub struct S3Config {
+    pub endpoint: String,
+    pub region: String,
+    pub bucket: String,
+    /// Prepended to every key, so that several deployments (or tests) can
+    /// share one bucket.
+    pub prefix: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    /// The lifetime of part URLs (the server's `--url-ttl`).
+    pub url_ttl: Duration,
+}
+
+pub struct S3 {
+    bucket: Bucket,
+    credentials: Credentials,
+    prefix: String,
+    url_ttl: Duration,
+    http: reqwest::Client,
+}
+
+fn store_error(e: impl std::fmt::Display) -> BlobError {
+    BlobError::Store(e.to_string())
+}
+
+/// The `<Code>` of an S3 error document.
+fn error_code(body: &str) -> Option<&str> {
+    body.split("<Code>").nth(1)?.split("</Code>").next()
+}
+
+impl S3 {
+    pub fn new(config: S3Config) -> Result<Self> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let endpoint = config.endpoint.parse().map_err(store_error)?;
+        // Path-style addressing works with every S3-compatible store.
+        let bucket = Bucket::new(endpoint, UrlStyle::Path, config.bucket, config.region).map_err(store_error)?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(Duration::from_secs(120))
+            .build()
+            .map_err(store_error)?;
+        Ok(Self {
+            bucket,
+            credentials: Credentials::new(config.access_key_id, config.secret_access_key),
+            prefix: config.prefix,
+            url_ttl: config.url_ttl,
+            http,
+        })
+    }
+
+    fn key(&self, file_uid: &FileUid) -> String {
+        format!("{}files/{file_uid}", self.prefix)
+    }
+
+    /// Sends one of ferry's own requests and returns the answer's body;
+    /// an error answer becomes a [`BlobError`] naming the store's code.
+    async fn send(&self, method: Method, url: url::Url, body: Option<Bytes>) -> Result<(StatusCode, Bytes)> {
+        let mut request = self.http.request(method, url);
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        let response = request.send().await.map_err(store_error)?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(store_error)?;
+        Ok((status, bytes))
+    }
+
+    fn refused(status: StatusCode, body: &[u8]) -> BlobError {
+        let text = String::from_utf8_lossy(body);
+        BlobError::Store(format!("{status}: {}", error_code(&text).unwrap_or(&text)))
+    }
+
+    async fn abort(&self, key: &str, store_upload_id: Option<&str>) -> Result<()> {
+        if let Some(id) = store_upload_id {
+            let url = self.bucket.abort_multipart_upload(Some(&self.credentials), key, id).sign(OWN_REQUEST_TTL);
+            let (status, body) = self.send(Method::DELETE, url, None).await?;
+            let gone = status == StatusCode::NOT_FOUND;
+            if !status.is_success() && !gone {
+                return Err(Self::refused(status, &body));
+            }
+        }
+        self.delete_object(key).await
+    }
+
+    async fn delete_object(&self, key: &str) -> Result<()> {
+        let url = self.bucket.delete_object(Some(&self.credentials), key).sign(OWN_REQUEST_TTL);
+        let (status, body) = self.send(Method::DELETE, url, None).await?;
+        if status.is_success() || status == StatusCode::NOT_FOUND { Ok(()) } else { Err(Self::refused(status, &body)) }
+    }
+
+    async fn object_size(&self, key: &str) -> Result<Option<u64>> {
+        let url = self.bucket.head_object(Some(&self.credentials), key).sign(OWN_REQUEST_TTL);
+        let response = self.http.head(url).send().await.map_err(store_error)?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            status if status.is_success() => Ok(response.content_length()),
+            status => Err(Self::refused(status, b"")),
+        }
+    }
+
+    async fn create_multipart(&self, key: &str) -> Result<String> {
+        let url = self.bucket.create_multipart_upload(Some(&self.credentials), key).sign(OWN_REQUEST_TTL);
+        let (status, body) = self.send(Method::POST, url, None).await?;
+        if !status.is_success() {
+            return Err(Self::refused(status, &body));
+        }
+        let created = CreateMultipartUpload::parse_response(&String::from_utf8_lossy(&body)).map_err(store_error)?;
+        Ok(created.upload_id().to_owned())
+    }
+
+    /// Uploads one part of ferry's own (a simple upload's) and returns its ETag.
+    async fn put_part(&self, key: &str, store_upload_id: &str, number: u16, bytes: Bytes) -> Result<String> {
+        let action = self.bucket.upload_part(Some(&self.credentials), key, number, store_upload_id);
+        let url = action.sign(OWN_REQUEST_TTL);
+        let response = self.http.put(url).body(bytes).send().await.map_err(store_error)?;
+        let status = response.status();
+        let etag = response.headers().get(reqwest::header::ETAG).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let body = response.bytes().await.map_err(store_error)?;
+        match etag {
+            Some(etag) if status.is_success() => Ok(etag),
+            _ => Err(Self::refused(status, &body)),
+        }
+    }
+
+    async fn complete_multipart(&self, key: &str, store_upload_id: &str, etags: &[&str]) -> Result<()> {
+        let action = CompleteMultipartUpload::new(
+            &self.bucket,
+            Some(&self.credentials),
+            key,
+            store_upload_id,
+            etags.iter().copied(),
+        );
+        let url = action.sign(OWN_REQUEST_TTL);
+        let body = Bytes::from(action.body());
+        let (status, answer) = self.send(Method::POST, url, Some(body)).await?;
+        let text = String::from_utf8_lossy(&answer);
+        // S3 may answer 200 with an error document when it fails late.
+        if status.is_success() && !text.contains("<Error>") {
+            return Ok(());
+        }
+        match error_code(&text) {
+            Some("InvalidPart" | "InvalidPartOrder" | "EntityTooSmall") => {
+                Err(BlobError::InvalidParts(error_code(&text).unwrap_or_default().to_owned()))
+            }
+            _ => Err(Self::refused(status, &answer)),
+        }
+    }
+}
+
+#[async_trait]
+impl BlobStore for S3 {
+    async fn check(&self) -> Result<()> {
+        let url = self.bucket.head_bucket(Some(&self.credentials)).sign(OWN_REQUEST_TTL);
+        let response = self.http.head(url).send().await.map_err(store_error)?;
+        if response.status().is_success() { Ok(()) } else { Err(Self::refused(response.status(), b"")) }
+    }
+
+    /// Clients PUT parts without S3 checksum headers, so the store checks
+    /// no whole-file CRC32C; ferry computes it at ingestion instead.
+    fn verifies_crc32c(&self) -> bool {
+        false
+    }
+
+    async fn create_upload(
+        &self,
+        _upload_id: &UploadId,
+        file_uid: &FileUid,
+        _num_bytes: u64,
+    ) -> Result<Option<String>> {
+        Ok(Some(self.create_multipart(&self.key(file_uid)).await?))
+    }
+
+    fn part_url(&self, upload: StoreUpload<'_>, part_number: u32, expires: u64) -> Option<String> {
+        let key = self.key(&upload.file_uid);
+        let number = u16::try_from(part_number + 1).ok()?;
+        let action = self.bucket.upload_part(Some(&self.credentials), &key, number, upload.store_upload_id?);
+        // Signed as of `expires - ttl`: the same expiry gives the same URL.
+        let signed_at = jiff::Timestamp::from_second(expires as i64 - self.url_ttl.as_secs() as i64).ok()?;
+        Some(action.sign_with_time(self.url_ttl, &signed_at).to_string())
+    }
+
+    async fn stored_parts(&self, upload: StoreUpload<'_>) -> Result<Option<BTreeMap<u32, RecordedPart>>> {
+        let (key, Some(id)) = (self.key(&upload.file_uid), upload.store_upload_id) else {
+            return Ok(Some(BTreeMap::new()));
+        };
+        let mut parts = BTreeMap::new();
+        let mut marker = None;
+        loop {
+            let mut action = self.bucket.list_parts(Some(&self.credentials), &key, id);
+            if let Some(marker) = marker {
+                action.set_part_number_marker(marker);
+            }
+            let (status, body) = self.send(Method::GET, action.sign(OWN_REQUEST_TTL), None).await?;
+            if status == StatusCode::NOT_FOUND {
+                return Err(BlobError::UploadGone);
+            }
+            if !status.is_success() {
+                return Err(Self::refused(status, &body));
+            }
+            let listed = ListParts::parse_response(&String::from_utf8_lossy(&body)).map_err(store_error)?;
+            for part in &listed.parts {
+                let part_number = u32::from(part.number) - 1;
+                let token = PartToken::from_wire(&part.etag);
+                parts.insert(part_number, RecordedPart { part_number, token, crc32c: None, num_bytes: part.size });
+            }
+            match listed.next_part_number_marker {
+                Some(next) if listed.parts.len() == listed.max_parts as usize => marker = Some(next),
+                _ => return Ok(Some(parts)),
+            }
+        }
+    }
+
+    async fn complete_upload(&self, upload: StoreUpload<'_>, parts: &[(u32, PartToken)]) -> Result<()> {
+        let key = self.key(&upload.file_uid);
+        let id = upload.store_upload_id.ok_or_else(|| BlobError::Store("the upload has no store id".into()))?;
+        let etags: Vec<String> = parts.iter().map(|(_, token)| token.to_etag()).collect();
+        let etags: Vec<&str> = etags.iter().map(String::as_str).collect();
+        match self.complete_multipart(&key, id, &etags).await {
+            Err(BlobError::Store(why)) if why.contains("NoSuchUpload") => {
+                // Completed already by an attempt that was not committed.
+                match self.object_size(&key).await? {
+                    Some(_) => Ok(()),
+                    None => Err(BlobError::UploadGone),
+                }
+            }
+            other => other,
+        }
+    }
+
+    async fn write_file(&self, file_uid: &FileUid, max_len: u64, mut bytes: ByteSource<'_>) -> Result<PartDigest> {
+        let key = self.key(file_uid);
+        let mut hasher = PartHasher::default();
+        let mut buffer = BytesMut::with_capacity(SIMPLE_UPLOAD_PART);
+        let mut upload: Option<String> = None;
+        let mut etags = Vec::new();
+        let outcome: Result<()> = async {
+            while let Some(chunk) = bytes.next().await {
+                let chunk = chunk.map_err(BlobError::Source)?;
+                if hasher.num_bytes() + chunk.len() as u64 > max_len {
+                    return Err(BlobError::TooLong { expected: max_len });
+                }
+                hasher.update(&chunk);
+                buffer.extend_from_slice(&chunk);
+                while buffer.len() >= SIMPLE_UPLOAD_PART {
+                    let part = buffer.split_to(SIMPLE_UPLOAD_PART).freeze();
+                    if upload.is_none() {
+                        upload = Some(self.create_multipart(&key).await?);
+                    }
+                    let id = upload.as_deref().expect("created above");
+                    let number =
+                        u16::try_from(etags.len() + 1).map_err(|_| BlobError::TooLong { expected: max_len })?;
+                    etags.push(self.put_part(&key, id, number, part).await?);
+                }
+            }
+            match &upload {
+                // Small enough for one PUT.
+                None => {
+                    let url = self.bucket.put_object(Some(&self.credentials), &key).sign(OWN_REQUEST_TTL);
+                    let (status, body) = self.send(Method::PUT, url, Some(buffer.split().freeze())).await?;
+                    if !status.is_success() {
+                        return Err(Self::refused(status, &body));
+                    }
+                }
+                Some(id) => {
+                    if !buffer.is_empty() {
+                        let number =
+                            u16::try_from(etags.len() + 1).map_err(|_| BlobError::TooLong { expected: max_len })?;
+                        etags.push(self.put_part(&key, id, number, buffer.split().freeze()).await?);
+                    }
+                    let etags: Vec<&str> = etags.iter().map(String::as_str).collect();
+                    self.complete_multipart(&key, id, &etags).await?;
+                }
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = outcome {
+            let _ = self.abort(&key, upload.as_deref()).await;
+            return Err(e);
+        }
+        Ok(hasher.finish())
+    }
+
+    async fn abort_upload(&self, upload: StoreUpload<'_>) -> Result<()> {
+        self.abort(&self.key(&upload.file_uid), upload.store_upload_id).await
+    }
+
+    async fn delete(&self, key: &BlobKey) -> Result<()> {
+        match key {
+            BlobKey::File(file_uid) => self.delete_object(&self.key(file_uid)).await,
+            BlobKey::Upload { file_uid, store_upload_id, .. } => {
+                self.abort(&self.key(file_uid), store_upload_id.as_deref()).await
+            }
+        }
+    }
+
+    async fn read(&self, file_uid: &FileUid, range: Range<u64>) -> Result<ByteStream> {
+        if range.is_empty() {
+            return Ok(Box::pin(futures_util::stream::empty()));
+        }
+        let url = self.bucket.get_object(Some(&self.credentials), &self.key(file_uid)).sign(OWN_REQUEST_TTL);
+        let response = self
+            .http
+            .get(url)
+            .header(reqwest::header::RANGE, format!("bytes={}-{}", range.start, range.end - 1))
+            .send()
+            .await
+            .map_err(store_error)?;
+        match response.status() {
+            StatusCode::OK | StatusCode::PARTIAL_CONTENT => {
+                Ok(Box::pin(response.bytes_stream().map_err(std::io::Error::other)))
+            }
+            StatusCode::NOT_FOUND => Err(BlobError::NotFound),
+            status => Err(Self::refused(status, &response.bytes().await.unwrap_or_default())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_urls_are_the_same_for_the_same_expiry_and_number_parts_from_one() {
+        let s3 = S3::new(S3Config {
+            endpoint: "http://127.0.0.1:3900".into(),
+            region: "garage".into(),
+            bucket: "ferry".into(),
+            prefix: "p/".into(),
+            access_key_id: "GK1".into(),
+            secret_access_key: "secret".into(),
+            url_ttl: Duration::from_secs(3600),
+        })
+        .unwrap();
+        let upload =
+            StoreUpload { upload_id: UploadId::generate(), file_uid: FileUid::generate(), store_upload_id: Some("u1") };
+        let a = s3.part_url(upload, 0, 1_800_000_000).unwrap();
+        assert_eq!(a, s3.part_url(upload, 0, 1_800_000_000).unwrap());
+        assert_ne!(a, s3.part_url(upload, 0, 1_800_000_900).unwrap());
+        assert!(a.contains("partNumber=1") && a.contains("uploadId=u1") && a.contains("X-Amz-Expires=3600"), "{a}");
+        assert!(a.starts_with(&format!("http://127.0.0.1:3900/ferry/p/files/{}?", upload.file_uid)), "{a}");
+    }
+}
