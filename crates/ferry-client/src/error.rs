@@ -67,6 +67,19 @@ impl ClientError {
         }
     }
 
+    /// Whether a part URL expired: ferry's `url_expired`, or an S3-compatible
+    /// store's own refusal of an expired presigned URL, in its own words:
+    /// AWS answers 403 "Request has expired", Garage 400 "Date is too old".
+    pub fn is_url_expired(&self) -> bool {
+        match self {
+            Self::Api { .. } => self.code() == Some(ErrorCode::UrlExpired),
+            Self::Unexpected { status: 400 | 403, body } => {
+                body.contains("Request has expired") || body.contains("Date is too old")
+            }
+            _ => false,
+        }
+    }
+
     /// How long the server asked us to wait (`Retry-After`).
     pub fn retry_after(&self) -> Option<Duration> {
         match self {

@@ -349,8 +349,9 @@ impl PartSender {
         let outcome = loop {
             let attempt = self.client.retrying(|| self.put_once(&part, progress.clone())).await;
             match attempt {
-                Err(e) if e.code() == Some(ErrorCode::UrlExpired) && refreshes < MAX_URL_REFRESHES => {
+                Err(e) if e.is_url_expired() && refreshes < MAX_URL_REFRESHES => {
                     refreshes += 1;
+                    progress.note(&format!("the URL of part {} expired; asking for a fresh one", part.part_number));
                     let mut fresh = self.client.part_urls(&self.upload_id, &[part.part_number]).await?;
                     part = fresh.pop().ok_or_else(|| ClientError::Invalid("the server gave no URL".into()))?;
                 }

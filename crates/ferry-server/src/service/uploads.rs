@@ -89,18 +89,32 @@ impl Service {
         }
     }
 
-    /// The parts whose bytes are stored, as the store that holds them says:
-    /// the blob store's own record if it keeps one, else ferry's. A part of
-    /// the wrong size (an S3 store takes any) does not count as stored.
-    pub(crate) async fn recorded_parts(&self, upload: &UploadRecord) -> Result<BTreeMap<u32, RecordedPart>> {
+    /// The parts the blob store itself says it holds, when it keeps its own
+    /// record (S3 ListParts); `None` when ferry records parts. A part of the
+    /// wrong size (an S3 store takes any) does not count as stored; an
+    /// upload the store no longer has is explained by its state.
+    async fn store_parts(&self, upload: &UploadRecord) -> Result<Option<BTreeMap<u32, RecordedPart>>> {
         let plan = upload.plan();
-        Ok(match self.blob.stored_parts(store_upload(upload)).await? {
-            Some(parts) => parts
-                .into_iter()
-                .filter(|(n, part)| plan.part(*n).is_some_and(|range| range.length == part.num_bytes))
-                .collect(),
-            None => self.meta.list_parts(&upload.upload_id).await?,
-        })
+        match self.blob.stored_parts(store_upload(upload)).await {
+            Ok(Some(parts)) => Ok(Some(
+                parts
+                    .into_iter()
+                    .filter(|(n, part)| plan.part(*n).is_some_and(|range| range.length == part.num_bytes))
+                    .collect(),
+            )),
+            Ok(None) => Ok(None),
+            // Completed or aborted meanwhile (on another node, perhaps).
+            Err(BlobError::UploadGone) => Err(self.gone(upload).await),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The parts whose bytes are stored, as the store that holds them says.
+    pub(crate) async fn recorded_parts(&self, upload: &UploadRecord) -> Result<BTreeMap<u32, RecordedPart>> {
+        match self.store_parts(upload).await? {
+            Some(parts) => Ok(parts),
+            None => Ok(self.meta.list_parts(&upload.upload_id).await?),
+        }
     }
 
     fn url_expiry_now(&self) -> u64 {
@@ -276,10 +290,7 @@ impl Service {
         if !unclaimable.is_empty() {
             return Err(claim_problems(ClaimProblems::default(), unclaimable, &upload));
         }
-        let store_parts = match self.blob.stored_parts(store_upload(&upload)).await? {
-            Some(_) => Some(self.recorded_parts(&upload).await?),
-            None => None,
-        };
+        let store_parts = self.store_parts(&upload).await?;
         match self.meta.checkpoint(org_id, &upload.upload_id, &claims, store_parts.as_ref(), now_secs()).await {
             Ok(Ok(count)) => Ok(CheckpointResponse { num_checkpointed: count as u64 }),
             Ok(Err(problems)) => Err(claim_problems(problems, Vec::new(), &upload)),

@@ -11,12 +11,11 @@ async fn abort_answers_200_empty_frees_the_staging_file_and_can_repeat() {
     let data = bytes(PART + 1, 50);
     let upload = client.start_upload("abort.bin", data.len()).await;
     put_part(&upload.parts()[0], &data).await;
-    let staging = server.data_dir().join("blobs/staging").join(upload.id());
-    assert!(staging.exists());
+    assert_eq!(server.blobs("staging").await.len(), 1);
 
     let reply = client.abort(upload.id()).await;
     reply.assert_ok_empty();
-    assert!(!staging.exists(), "the staging file is still there");
+    assert!(server.blobs("staging").await.is_empty(), "the upload's storage is still there");
     client.abort(upload.id()).await.assert_ok_empty();
     // Without any body at all, too.
     let bare = client.call(reqwest::Method::POST, &format!("/v0.5/files/uploads/{}/abort", upload.id()), None).await;

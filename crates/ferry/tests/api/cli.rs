@@ -55,6 +55,9 @@ async fn upload_sends_small_files_whole_and_large_ones_in_parts() {
 /// as the server's own counter of stored parts shows.
 #[tokio::test]
 async fn a_killed_upload_resumes_and_sends_only_the_missing_parts() {
+    if Layout::current().lacks(Needs::FerryTakesParts) {
+        return;
+    }
     let server = Server::start();
     let work = tempfile::tempdir().unwrap();
     let data = bytes(8 * PART, 121);
@@ -88,7 +91,8 @@ async fn a_killed_upload_resumes_and_sends_only_the_missing_parts() {
 }
 
 /// URLs live 2 seconds and the client is slow: parts whose URL expired get
-/// fresh ones and the upload completes.
+/// fresh ones and the upload completes. (With an S3 store the expired URL
+/// is the store's, refused in its own words; the client knows those too.)
 #[tokio::test]
 async fn an_upload_slower_than_its_urls_still_completes() {
     let mut options = Options::default();
@@ -97,18 +101,22 @@ async fn an_upload_slower_than_its_urls_still_completes() {
     let work = tempfile::tempdir().unwrap();
     let data = bytes(4 * PART, 122);
     let path = write(work.path(), "slow.bin", &data);
-    let output = cli(&server, work.path(), &["upload", "--quiet", "--parallel", "1", "--limit-rate", "4194304"])
+    let output = cli(&server, work.path(), &["upload", "--parallel", "1", "--limit-rate", "4194304"])
         .arg(&path)
         .output()
         .unwrap();
     succeeded(&output);
-    assert!(server.log().contains("error_codes=\"url_expired\""), "no URL expired: the test proved nothing");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("expired; asking for a fresh one"), "no URL expired: the test proved nothing\n{stderr}");
     assert_eq!(sha256(&server.client().download("slow.bin").await.body), sha256(&data));
 }
 
 /// The server is killed and started again mid-upload; the CLI rides it out.
 #[tokio::test]
 async fn an_upload_survives_a_server_restart_without_a_rerun() {
+    if Layout::current().lacks(Needs::FerryTakesParts) {
+        return;
+    }
     let key = ferry_core::api_key::ApiKey::generate().to_string();
     let options = |listen: &str| Options {
         args: ["--part-size", "5242880", "--listen", listen].map(String::from).to_vec(),
@@ -139,6 +147,9 @@ async fn an_upload_survives_a_server_restart_without_a_rerun() {
 /// A file changed between runs is uploaded anew, never resumed into a mix.
 #[tokio::test]
 async fn a_file_changed_between_runs_is_not_resumed() {
+    if Layout::current().lacks(Needs::FerryTakesParts) {
+        return;
+    }
     let server = Server::start();
     let work = tempfile::tempdir().unwrap();
     let path = write(work.path(), "changing.bin", &bytes(6 * PART, 124));

@@ -12,13 +12,16 @@ async fn every_error_uid_is_in_the_servers_log() {
     let upload = client.start_upload("log.bin", 10).await;
     let mut tampered = upload.url(0).to_owned();
     tampered.push('0');
-    let replies = vec![
+    let mut replies = vec![
         client.initiate("../x", 0).await,
         client.part_urls("upl_01jfz8k2m4c5v6b7n8p9q0r1s2", json!([0])).await,
         server.client_with_key("nope").part_urls(upload.id(), json!([0])).await,
-        put(&tampered, vec![0; 10]).await,
         client.call(Method::GET, "/v0.5/nothing-here", None).await,
     ];
+    // A part URL is ferry's only where ferry takes the parts.
+    if server.layout() != Layout::ScaleOut {
+        replies.push(put(&tampered, vec![0; 10]).await);
+    }
     let log = server.log();
     for reply in replies {
         assert!(reply.status.is_client_error(), "{reply:?}");

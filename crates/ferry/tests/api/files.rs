@@ -19,7 +19,7 @@ async fn a_simple_upload_stores_the_first_named_part_and_registers_it() {
     let metadata = client.metadata("simple.bin").await.assert_ok();
     assert_eq!(metadata["checksum_crc32c"], crc32c_base64(&data));
     assert_eq!(metadata["num_bytes"], data.len());
-    assert!(server.blobs("staging").is_empty());
+    assert!(server.blobs("staging").await.is_empty());
 }
 
 #[tokio::test]
@@ -53,7 +53,7 @@ async fn a_refused_type_or_name_keeps_nothing() {
     client.metadata("rows.csv").await.assert_ok();
     let info = client.get("/v0.5/files/info").await.assert_ok();
     assert_eq!(info["num_files"], 1);
-    assert!(server.blobs("staging").is_empty());
+    assert!(server.blobs("staging").await.is_empty());
 }
 
 #[tokio::test]
@@ -89,7 +89,7 @@ async fn invalid_base64_is_refused_and_nothing_is_kept() {
         reply.assert_error(400, "invalid_parameter");
     }
     client.metadata("bad.bin").await.assert_error(404, "file_not_found");
-    assert!(server.blobs("staging").is_empty() && server.blobs("files").is_empty());
+    assert!(server.blobs("staging").await.is_empty() && server.blobs("files").await.is_empty());
 }
 
 fn small_limit() -> Options {
@@ -119,7 +119,7 @@ async fn an_upload_over_the_limit_is_413_even_for_a_client_that_sends_everything
     for name in ["big.bin", "chunked.bin", "b64.bin"] {
         client.metadata(name).await.assert_error(404, "file_not_found");
     }
-    assert!(server.blobs("staging").is_empty() && server.blobs("files").is_empty());
+    assert!(server.blobs("staging").await.is_empty() && server.blobs("files").await.is_empty());
     // Just under the limit is fine.
     client.simple_upload("fits.bin", bytes(MIB - 200, 84), None).await.assert_ok();
 }

@@ -4,6 +4,8 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ferry_core::api_key::ApiKey;
 use reqwest::{Method, StatusCode};
@@ -15,15 +17,28 @@ pub const MIB: usize = 1024 * 1024;
 pub const PART: usize = 5 * MIB;
 
 pub struct Server {
-    child: Child,
+    /// One node, or two sharing one database and bucket (the scale-out
+    /// layout); node 0 is the one tests address when they name one.
+    nodes: Vec<Node>,
     pub url: String,
     pub key: String,
     pub dir: PathBuf,
-    /// The PostgreSQL database, in that layout.
+    layout: Layout,
+    /// The PostgreSQL database, in the layouts that have one.
     database_url: Option<String>,
+    /// The bucket and key prefix, in the scale-out layout.
+    bucket: Option<Bucket>,
     /// Keeps the temp dir alive for servers that own it.
     _temp: Option<tempfile::TempDir>,
     stdout: Vec<String>,
+}
+
+struct Node {
+    child: Child,
+    url: String,
+    data_dir: PathBuf,
+    log: PathBuf,
+    alive: bool,
 }
 
 /// Where a test server keeps its metadata and bytes. The whole API suite
@@ -34,6 +49,19 @@ pub enum Layout {
     Embedded,
     /// PostgreSQL (the one scripts/test starts) and local disk.
     Postgres,
+    /// PostgreSQL and the Garage bucket scripts/test starts, behind two
+    /// ferry nodes; the client alternates between them.
+    ScaleOut,
+}
+
+/// What a test needs of a layout, where the contract lets layouts differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    /// Part PUTs answered by ferry. With an S3-compatible store the part
+    /// URL is the store's own, "and the store's rules apply" (spec §3.3).
+    FerryTakesParts,
+    /// `integrity_algorithm: crc32c`: the store checks the whole-file CRC32C.
+    StoreVerifiesCrc32c,
 }
 
 impl Layout {
@@ -41,8 +69,27 @@ impl Layout {
         match std::env::var("FERRY_TEST_LAYOUT").as_deref() {
             Err(_) | Ok("embedded") => Self::Embedded,
             Ok("postgres") => Self::Postgres,
-            Ok(other) => panic!("FERRY_TEST_LAYOUT `{other}` is not one of embedded, postgres"),
+            Ok("scaleout") => Self::ScaleOut,
+            Ok(other) => panic!("FERRY_TEST_LAYOUT `{other}` is not one of embedded, postgres, scaleout"),
         }
+    }
+
+    /// Whether this layout lacks what a test needs; says so if it does, so
+    /// that a test that does not apply is never passed over in silence.
+    pub fn lacks(self, need: Needs) -> bool {
+        let lacks = self == Self::ScaleOut;
+        if lacks {
+            let test = std::thread::current().name().unwrap_or("a test").to_owned();
+            let line = format!("{test}: not run in the {self:?} layout, which lacks {need:?}");
+            eprintln!("{line} (the contract gives this to the store)");
+            // libtest hides a passing test's output: scripts/test lists these.
+            if let Some(path) = std::env::var_os("FERRY_TEST_NOT_APPLICABLE") {
+                use std::io::Write;
+                let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+                writeln!(file, "{line}").unwrap();
+            }
+        }
+        lacks
     }
 }
 
@@ -65,14 +112,22 @@ impl Default for Options {
 /// The PostgreSQL database of the server whose data dir is `dir`: one per
 /// test server, the same one again when that server restarts.
 fn postgres_database_for(dir: &Path) -> String {
-    let admin = std::env::var("FERRY_TEST_POSTGRES_URL")
-        .expect("FERRY_TEST_POSTGRES_URL is not set: run ./scripts/test, which starts PostgreSQL");
-    let name = format!("api_{}", hex(&sha256(dir.as_os_str().as_encoded_bytes())[..10]));
+    let admin = env("FERRY_TEST_POSTGRES_URL");
+    let name = format!("api_{}", dir_hash(dir));
     let exists = psql(&admin, &format!("SELECT 1 FROM pg_database WHERE datname = '{name}'"));
     if exists.trim().is_empty() {
         psql(&admin, &format!("CREATE DATABASE {name}"));
     }
     format!("{}/{name}", admin.rsplit_once('/').unwrap().0)
+}
+
+fn env(name: &str) -> String {
+    std::env::var(name)
+        .unwrap_or_else(|_| panic!("{name} is not set: run ./scripts/test, which starts what tests need"))
+}
+
+fn dir_hash(dir: &Path) -> String {
+    hex(&sha256(dir.as_os_str().as_encoded_bytes())[..10])
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -90,6 +145,72 @@ pub fn ferry() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ferry"))
 }
 
+/// A test server's part of the Garage bucket: its own key prefix.
+struct Bucket {
+    bucket: rusty_s3::Bucket,
+    credentials: rusty_s3::Credentials,
+    prefix: String,
+}
+
+impl Bucket {
+    fn for_dir(dir: &Path) -> Self {
+        let endpoint = env("FERRY_TEST_S3_ENDPOINT").parse().unwrap();
+        let bucket = rusty_s3::Bucket::new(
+            endpoint,
+            rusty_s3::UrlStyle::Path,
+            env("FERRY_TEST_S3_BUCKET"),
+            env("FERRY_TEST_S3_REGION"),
+        )
+        .unwrap();
+        let credentials =
+            rusty_s3::Credentials::new(env("FERRY_TEST_S3_ACCESS_KEY_ID"), env("FERRY_TEST_S3_SECRET_ACCESS_KEY"));
+        Self { bucket, credentials, prefix: format!("api-{}/", dir_hash(dir)) }
+    }
+
+    /// The last path components of the keys under `prefix`: objects, or
+    /// the keys of multipart uploads in progress.
+    async fn list(&self, what: &str) -> Vec<String> {
+        use rusty_s3::S3Action;
+        let prefix = format!("{}files/", self.prefix);
+        let url = if what == "objects" {
+            let mut action = self.bucket.list_objects_v2(Some(&self.credentials));
+            action.with_prefix(prefix.clone());
+            action.sign(std::time::Duration::from_secs(60))
+        } else {
+            let mut url = self.bucket.base_url().clone();
+            url.query_pairs_mut().append_pair("uploads", "").append_pair("prefix", &prefix);
+            // The signer wants the query sorted by name.
+            let mut query: Vec<(String, String)> =
+                url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+            query.sort();
+            url.set_query(None);
+            rusty_s3::signing::sign(
+                &jiff::Timestamp::now(),
+                rusty_s3::Method::Get,
+                url,
+                self.credentials.key(),
+                self.credentials.secret(),
+                None,
+                self.bucket.region(),
+                60,
+                query.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                std::iter::empty::<(&str, &str)>(),
+            )
+        };
+        let body = http().get(url).send().await.unwrap().text().await.unwrap();
+        let mut names: Vec<String> = body
+            .split("<Key>")
+            .skip(1)
+            .filter_map(|rest| rest.split("</Key>").next())
+            // Object listings come URL-encoded.
+            .map(|key| percent_encoding::percent_decode_str(key).decode_utf8_lossy().into_owned())
+            .map(|key| key.rsplit('/').next().unwrap_or(&key).to_owned())
+            .collect();
+        names.sort();
+        names
+    }
+}
+
 impl Server {
     pub fn start() -> Self {
         Self::start_with(Options::default())
@@ -101,73 +222,79 @@ impl Server {
         Self::start_in(&dir, options, Some(temp))
     }
 
-    /// Starts a server on an existing data dir (a restart).
+    /// Starts a server on an existing dir (a restart: the same data dirs,
+    /// database and bucket prefix as before).
     pub fn start_in(dir: &Path, mut options: Options, temp: Option<tempfile::TempDir>) -> Self {
-        let database_url = (options.layout == Layout::Postgres).then(|| postgres_database_for(dir));
+        let layout = options.layout;
+        let database_url = (layout != Layout::Embedded).then(|| postgres_database_for(dir));
         if let Some(url) = &database_url {
             options.args.extend(["--database-url".to_owned(), url.clone()]);
         }
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("server.log")).unwrap();
-        let mut command = ferry();
-        command.arg("serve");
-        if !options.args.iter().any(|a| a == "--listen") {
-            command.args(["--listen", "127.0.0.1:0"]);
+        let bucket = (layout == Layout::ScaleOut).then(|| Bucket::for_dir(dir));
+        if let Some(bucket) = &bucket {
+            let storage = format!("s3://{}/{}", env("FERRY_TEST_S3_BUCKET"), bucket.prefix);
+            options.args.extend(["--storage".to_owned(), storage]);
         }
-        command
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .args(&options.args)
-            .env_remove("FERRY_BOOTSTRAP_KEY")
-            .stdout(Stdio::piped())
-            .stderr(log);
-        if let Some(key) = &options.bootstrap_key {
-            command.env("FERRY_BOOTSTRAP_KEY", key);
-        }
-        let mut child = command.spawn().unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let node_count = if layout == Layout::ScaleOut { 2 } else { 1 };
         let mut stdout = Vec::new();
-        let url = loop {
-            let Some(Ok(line)) = lines.next() else {
-                let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
-                panic!("the server exited before listening; stdout {stdout:?}; log:\n{log}");
-            };
-            if let Some(rest) = line.strip_prefix("ferry listening on ") {
-                break rest.split_whitespace().next().unwrap().to_owned();
-            }
-            stdout.push(line);
-        };
-        // Drain stdout so that a later line can never block the server.
-        std::thread::spawn(move || for _ in lines {});
+        let nodes: Vec<Node> = (0..node_count)
+            .map(|i| {
+                let suffix = if i == 0 { String::new() } else { format!("-{i}") };
+                let (data_dir, log) = (dir.join(format!("data{suffix}")), dir.join(format!("server{suffix}.log")));
+                // An explicit --listen is node 0's; others take any port.
+                let mut args = options.args.clone();
+                if i > 0
+                    && let Some(at) = args.iter().position(|a| a == "--listen")
+                {
+                    args.drain(at..at + 2);
+                }
+                let (node, printed) = Node::start(&data_dir, &log, &args, options.bootstrap_key.as_deref());
+                if i == 0 {
+                    stdout = printed;
+                }
+                node
+            })
+            .collect();
         let key = options
             .bootstrap_key
             .or_else(|| stdout.iter().find_map(|l| l.trim().strip_prefix("fry_").map(|k| format!("fry_{k}"))))
             .unwrap_or_default();
-        Server { child, url, key, dir: dir.to_path_buf(), database_url, _temp: temp, stdout }
+        let url = nodes[0].url.clone();
+        Server { nodes, url, key, dir: dir.to_path_buf(), layout, database_url, bucket, _temp: temp, stdout }
+    }
+
+    pub fn layout(&self) -> Layout {
+        self.layout
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.nodes[0].child.id()
     }
 
-    /// A line of the server's `/proc` status, in KiB (`VmRSS`, `VmHWM`).
+    /// A line of node 0's `/proc` status, in KiB (`VmRSS`, `VmHWM`).
     pub fn memory_kib(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
         let line = status.lines().find(|l| l.starts_with(field)).unwrap();
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
     }
 
-    /// Sends SIGTERM, as an operator stopping the service would.
+    /// Sends node 0 SIGTERM, as an operator stopping the service would.
     pub fn terminate(&self) {
         assert!(Command::new("kill").arg(self.pid().to_string()).status().unwrap().success());
     }
 
-    /// Waits for the server process to exit; returns whether it exited cleanly.
+    /// Waits for node 0 to exit; returns whether it exited cleanly.
     pub fn wait(&mut self) -> bool {
-        self.child.wait().unwrap().success()
+        self.nodes[0].child.wait().unwrap().success()
     }
 
-    /// The files the blob store holds, by kind: `staging` or `files`.
-    pub fn blobs(&self, kind: &str) -> Vec<String> {
+    /// What the blob store holds: `files` (registered bytes, by file uid)
+    /// or `staging` (uploads in progress: staging files by upload id on
+    /// local disk, multipart uploads by file uid in a bucket).
+    pub async fn blobs(&self, kind: &str) -> Vec<String> {
+        if let Some(bucket) = &self.bucket {
+            return bucket.list(if kind == "files" { "objects" } else { "uploads" }).await;
+        }
         let mut names: Vec<String> = std::fs::read_dir(self.data_dir().join("blobs").join(kind))
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -176,26 +303,53 @@ impl Server {
         names
     }
 
-    /// What the server printed on stdout before its listening line.
+    /// What node 0 printed on stdout before its listening line.
     pub fn stdout(&self) -> &[String] {
         &self.stdout
     }
 
+    /// Node 0's data dir.
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.join("data")
+        self.nodes[0].data_dir.clone()
     }
 
+    /// Every node's log.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("server.log")).unwrap()
+        self.nodes.iter().map(|n| std::fs::read_to_string(&n.log).unwrap_or_default()).collect()
     }
 
-    /// SIGKILL: no chance to clean up, as in a crash.
+    /// SIGKILL to every node: no chance to clean up, as in a crash.
     pub fn kill(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
+        for i in 0..self.nodes.len() {
+            self.kill_node(i);
+        }
     }
 
-    /// The port the server listens on.
+    /// SIGKILL to one node; clients stop sending to it.
+    pub fn kill_node(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        if node.alive {
+            node.child.kill().unwrap();
+            node.child.wait().unwrap();
+            node.alive = false;
+        }
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Every live node's `/metrics`, one after the other.
+    pub async fn metrics(&self) -> String {
+        let mut text = String::new();
+        for node in self.nodes.iter().filter(|n| n.alive) {
+            let reply = reply(http().get(format!("{}/metrics", node.url)).send().await.unwrap()).await;
+            text.push_str(&String::from_utf8(reply.body).unwrap());
+        }
+        text
+    }
+
+    /// The port node 0 listens on.
     pub fn port(&self) -> u16 {
         self.url.rsplit(':').next().unwrap().parse().unwrap()
     }
@@ -246,8 +400,10 @@ impl Server {
         }
     }
 
+    /// A client of the org `default`, alternating between the live nodes.
     pub fn client(&self) -> Client {
-        Client { http: http(), url: self.url.clone(), key: self.key.clone() }
+        let urls: Vec<String> = self.nodes.iter().filter(|n| n.alive).map(|n| n.url.clone()).collect();
+        Client { http: http(), url: urls[0].clone(), urls: Arc::new(urls), next: Arc::default(), key: self.key.clone() }
     }
 
     pub fn client_with_key(&self, key: &str) -> Client {
@@ -263,17 +419,66 @@ impl Server {
     }
 }
 
+impl Node {
+    fn start(data_dir: &Path, log_path: &Path, args: &[String], bootstrap_key: Option<&str>) -> (Self, Vec<String>) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(log_path).unwrap();
+        let mut command = ferry();
+        command.arg("serve");
+        if !args.iter().any(|a| a == "--listen") {
+            command.args(["--listen", "127.0.0.1:0"]);
+        }
+        command
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(args)
+            .env_remove("FERRY_BOOTSTRAP_KEY")
+            .stdout(Stdio::piped())
+            .stderr(log);
+        if std::env::var_os("FERRY_TEST_S3_ENDPOINT").is_some() {
+            for (ours, theirs) in [
+                ("FERRY_TEST_S3_ENDPOINT", "FERRY_S3_ENDPOINT"),
+                ("FERRY_TEST_S3_REGION", "FERRY_S3_REGION"),
+                ("FERRY_TEST_S3_ACCESS_KEY_ID", "FERRY_S3_ACCESS_KEY_ID"),
+                ("FERRY_TEST_S3_SECRET_ACCESS_KEY", "FERRY_S3_SECRET_ACCESS_KEY"),
+            ] {
+                command.env(theirs, env(ours));
+            }
+        }
+        if let Some(key) = bootstrap_key {
+            command.env("FERRY_BOOTSTRAP_KEY", key);
+        }
+        let mut child = command.spawn().unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut stdout = Vec::new();
+        let url = loop {
+            let Some(Ok(line)) = lines.next() else {
+                let log = std::fs::read_to_string(log_path).unwrap_or_default();
+                panic!("the server exited before listening; stdout {stdout:?}; log:\n{log}");
+            };
+            if let Some(rest) = line.strip_prefix("ferry listening on ") {
+                break rest.split_whitespace().next().unwrap().to_owned();
+            }
+            stdout.push(line);
+        };
+        // Drain stdout so that a later line can never block the server.
+        std::thread::spawn(move || for _ in lines {});
+        let node = Node { child, url, data_dir: data_dir.to_owned(), log: log_path.to_owned(), alive: true };
+        (node, stdout)
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         // A failing test shows what went wrong inside the server too.
         if std::thread::panicking() {
-            let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
-            for line in log.lines().filter(|l| l.contains("ERROR") || l.contains("WARN")) {
+            for line in self.log().lines().filter(|l| l.contains("ERROR") || l.contains("WARN")) {
                 eprintln!("server: {line}");
             }
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for node in &mut self.nodes {
+            let _ = node.child.kill();
+            let _ = node.child.wait();
+        }
     }
 }
 
@@ -338,17 +543,26 @@ pub async fn reply(response: reqwest::Response) -> Reply {
     Reply { status, headers, body }
 }
 
-/// An API client holding one org's key.
+/// An API client holding one org's key. With several nodes it sends each
+/// call to the next one in turn, as a load balancer would.
 #[derive(Clone)]
 pub struct Client {
     pub http: reqwest::Client,
+    /// Node 0, for tests that build their own requests.
     pub url: String,
+    urls: Arc<Vec<String>>,
+    next: Arc<AtomicUsize>,
     pub key: String,
 }
 
 impl Client {
+    /// The node the next call goes to.
+    pub fn pick(&self) -> &str {
+        &self.urls[self.next.fetch_add(1, Ordering::Relaxed) % self.urls.len()]
+    }
+
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
-        let mut request = self.http.request(method, format!("{}{path}", self.url)).bearer_auth(&self.key);
+        let mut request = self.http.request(method, format!("{}{path}", self.pick())).bearer_auth(&self.key);
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -388,6 +602,16 @@ impl Client {
         self.post(&format!("/v0.5/files/uploads/{upload_id}/complete"), body).await
     }
 
+    /// Completes with the whole file's CRC32C when the server's store
+    /// verifies one (`integrity_algorithm: crc32c`), as a careful client does.
+    pub async fn complete_checked(&self, upload: &Upload, parts: Value, bytes: &[u8]) -> Reply {
+        if upload.0["integrity_algorithm"] == "crc32c" {
+            self.complete_with_checksum(upload.id(), parts, &crc32c_base64(bytes)).await
+        } else {
+            self.complete(upload.id(), parts).await
+        }
+    }
+
     pub async fn abort(&self, upload_id: &str) -> Reply {
         self.post(&format!("/v0.5/files/uploads/{upload_id}/abort"), json!({})).await
     }
@@ -402,7 +626,7 @@ impl Client {
 
     /// GET with extra headers.
     pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
-        let mut request = self.http.get(format!("{}{path}", self.url)).bearer_auth(&self.key);
+        let mut request = self.http.get(format!("{}{path}", self.pick())).bearer_auth(&self.key);
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
@@ -426,7 +650,7 @@ impl Client {
             part = part.mime_str(content_type).unwrap();
         }
         let form = reqwest::multipart::Form::new().text("note", "ignored").part("payload", part);
-        let request = self.http.post(format!("{}{path}", self.url)).bearer_auth(&self.key).multipart(form);
+        let request = self.http.post(format!("{}{path}", self.pick())).bearer_auth(&self.key).multipart(form);
         reply(request.send().await.unwrap()).await
     }
 

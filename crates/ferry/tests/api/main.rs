@@ -20,3 +20,4 @@ mod part_put;
 mod part_urls;
 mod readme;
 mod restart;
+mod scaleout;

@@ -10,6 +10,9 @@ use crate::harness::*;
 
 #[tokio::test]
 async fn a_put_answers_its_token_and_same_bytes_give_the_same_token() {
+    if Layout::current().lacks(Needs::FerryTakesParts) {
+        return;
+    }
     let server = Server::start();
     let client = server.client();
     let data = bytes(2 * PART, 5);
@@ -28,6 +31,9 @@ async fn a_put_answers_its_token_and_same_bytes_give_the_same_token() {
 
 #[tokio::test]
 async fn bytes_are_written_in_place_at_the_parts_offset() {
+    if Layout::current().lacks(Needs::FerryTakesParts) {
+        return;
+    }
     let server = Server::start();
     let client = server.client();
     let data = bytes(2 * PART + 10, 7);
@@ -40,6 +46,9 @@ async fn bytes_are_written_in_place_at_the_parts_offset() {
 
 #[tokio::test]
 async fn a_body_of_the_wrong_length_is_refused_and_the_part_stays_missing() {
+    if Layout::current().lacks(Needs::FerryTakesParts) {
+        return;
+    }
     let server = Server::start();
     let client = server.client();
     let data = bytes(2 * PART, 8);
@@ -104,6 +113,9 @@ pub async fn read_head(stream: &mut TcpStream) -> String {
 
 #[tokio::test]
 async fn a_second_put_of_a_part_while_one_streams_is_409() {
+    if Layout::current().lacks(Needs::FerryTakesParts) {
+        return;
+    }
     let server = Server::start();
     let client = server.client();
     let data = bytes(2 * PART, 9);
@@ -127,6 +139,9 @@ async fn a_second_put_of_a_part_while_one_streams_is_409() {
 
 #[tokio::test]
 async fn a_bad_signature_is_refused_before_the_body_is_read() {
+    if Layout::current().lacks(Needs::FerryTakesParts) {
+        return;
+    }
     let server = Server::start();
     let upload = server.client().start_upload("early.bin", PART).await;
     let mut tampered = upload.url(0).to_owned();
@@ -146,6 +161,9 @@ async fn a_bad_signature_is_refused_before_the_body_is_read() {
 /// the unchanged URL still works (so the refusals are not an accident).
 #[tokio::test]
 async fn every_mutation_of_a_url_is_refused() {
+    if Layout::current().lacks(Needs::FerryTakesParts) {
+        return;
+    }
     let server = Server::start();
     let data = bytes(100, 10);
     let upload = server.client().start_upload("tamper.bin", data.len()).await;
@@ -180,6 +198,9 @@ async fn every_mutation_of_a_url_is_refused() {
 
 #[tokio::test]
 async fn a_url_for_one_part_or_upload_does_not_work_for_another() {
+    if Layout::current().lacks(Needs::FerryTakesParts) {
+        return;
+    }
     let server = Server::start();
     let client = server.client();
     let data = bytes(2 * PART, 11);
@@ -208,6 +229,9 @@ async fn wait_past(expires_at: &str) {
 
 #[tokio::test]
 async fn an_expired_url_is_refused_and_a_fresh_one_works() {
+    if Layout::current().lacks(Needs::FerryTakesParts) {
+        return;
+    }
     let mut options = Options::default();
     options.args.extend(["--url-ttl".into(), "2".into()]);
     let server = Server::start_with(options);
@@ -227,6 +251,9 @@ async fn an_expired_url_is_refused_and_a_fresh_one_works() {
 
 #[tokio::test]
 async fn puts_to_completed_uploads_are_409_and_to_aborted_ones_404() {
+    if Layout::current().lacks(Needs::FerryTakesParts) {
+        return;
+    }
     let server = Server::start();
     let client = server.client();
     let data = bytes(100, 13);

@@ -37,7 +37,7 @@ async fn after_a_sigkill_a_restarted_server_resumes_the_upload() {
     let remaining: Vec<u64> = resumed.parts().iter().map(|p| p["part_number"].as_u64().unwrap()).collect();
     assert_eq!(remaining, [2, 3, 4]);
     let tokens = resumed.put_all(&data).await;
-    client.complete_with_checksum(upload.id(), tokens, &crc32c_base64(&data)).await.assert_ok();
+    client.complete_checked(&resumed, tokens, &data).await.assert_ok();
     assert_eq!(sha256(&client.download("crash.bin").await.body), sha256(&data));
 }
 

@@ -1,0 +1,122 @@
+//! Several nodes on one database and one bucket (design §2): any node
+//! serves any request, races resolve in the database, and losing a node
+//! loses nothing. In the single-node layouts the same tests hold on one node.
+
+use serde_json::{Value, json};
+
+use crate::harness::*;
+
+#[tokio::test]
+async fn each_step_of_an_upload_may_go_to_a_different_node() {
+    let server = Server::start();
+    let client = server.client();
+    let data = bytes(3 * PART + 11, 130);
+    // The client alternates nodes: initiate, URLs, checkpoint and complete
+    // each land on the node after the previous one's.
+    let upload = client.start_upload("roaming.bin", data.len()).await;
+    let fresh = client.part_urls(upload.id(), json!([0, 1, 2, 3])).await.assert_ok();
+    let mut tokens = Vec::new();
+    for part in fresh["parts"].as_array().unwrap() {
+        let token = put_part(part, &data).await;
+        tokens.push(json!({"part_number": part["part_number"], "part_token": token}));
+    }
+    client.checkpoint(upload.id(), json!(tokens[..2])).await.assert_ok();
+    client.complete_checked(&upload, json!(tokens[2..]), &data).await.assert_ok();
+    for _ in 0..server.node_count() {
+        assert_eq!(sha256(&client.download("roaming.bin").await.body), sha256(&data));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_complete_racing_an_abort_has_exactly_one_winner() {
+    let server = Server::start();
+    let client = server.client();
+    for round in 0..10u64 {
+        let name = format!("contest-{round}.bin");
+        let data = bytes(1000, 140 + round);
+        let upload = client.start_upload(&name, data.len()).await;
+        let tokens = upload.put_all(&data).await;
+        let (completer, aborter, id) = (client.clone(), client.clone(), upload.id().to_owned());
+        let id2 = id.clone();
+        let (completed, aborted) = tokio::join!(
+            tokio::spawn(async move { completer.complete(&id, tokens).await }),
+            tokio::spawn(async move { aborter.abort(&id2).await }),
+        );
+        let (completed, aborted) = (completed.unwrap(), aborted.unwrap());
+        match (completed.status.as_u16(), aborted.status.as_u16()) {
+            (200, 409) => {
+                aborted.assert_error(409, "upload_completed");
+                assert_eq!(client.download(&name).await.body, data, "round {round}");
+            }
+            (404, 200) => {
+                completed.assert_error(404, "upload_not_found");
+                client.download(&name).await.assert_error(404, "file_not_found");
+            }
+            other => panic!("round {round}: complete and abort answered {other:?}"),
+        }
+    }
+    // Whatever each race decided, no storage of an aborted upload is left.
+    eventually("aborted uploads' storage is freed", || async { server.blobs("staging").await.is_empty() }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_resumes_at_once_get_the_same_upload() {
+    let server = Server::start();
+    let client = server.client();
+    let data = bytes(2 * PART, 150);
+    let first = client.start_upload("twice-resumed.bin", data.len()).await;
+    let token = put_part(&first.parts()[0], &data).await;
+    client.checkpoint(first.id(), json!([{"part_number": 0, "part_token": token}])).await.assert_ok();
+    for _ in 0..5 {
+        let body = json!({"filename": "twice-resumed.bin", "file_type": "application/octet-stream",
+                          "num_bytes": data.len(), "resume_if_started": true});
+        let (a, b) = (client.clone(), client.clone());
+        let (body_a, body_b) = (body.clone(), body);
+        let (ra, rb) = tokio::join!(
+            tokio::spawn(async move { a.post("/v0.5/files/uploads/initiate", body_a).await }),
+            tokio::spawn(async move { b.post("/v0.5/files/uploads/initiate", body_b).await }),
+        );
+        for reply in [ra.unwrap().assert_ok(), rb.unwrap().assert_ok()] {
+            assert_eq!((reply["upload_id"].as_str(), reply["is_resume"].as_bool()), (Some(first.id()), Some(true)));
+            let remaining: Vec<&Value> = reply["parts"].as_array().unwrap().iter().collect();
+            assert_eq!(remaining.len(), 1);
+            assert_eq!(remaining[0]["part_number"], 1);
+        }
+    }
+}
+
+/// A node dies mid-upload; the client carries on with the other one (in the
+/// single-node layouts, with the same node restarted).
+#[tokio::test]
+async fn losing_a_node_mid_upload_loses_nothing() {
+    let key = ferry_core::api_key::ApiKey::generate().to_string();
+    let options = || Options { bootstrap_key: Some(key.clone()), ..Options::default() };
+    let mut server = Server::start_with(options());
+    let data = bytes(4 * PART + 3, 160);
+    let upload = server.client().start_upload("survivor.bin", data.len()).await;
+    let mut tokens = Vec::new();
+    for part in &upload.parts()[..2] {
+        let token = put_part(part, &data).await;
+        tokens.push(json!({"part_number": part["part_number"], "part_token": token}));
+    }
+    server.client().checkpoint(upload.id(), json!(tokens)).await.assert_ok();
+
+    server.kill_node(0);
+    let _restarted;
+    let client = if server.node_count() > 1 {
+        server.client()
+    } else {
+        let temp = server.take_dir();
+        _restarted = Server::start_in(&server.dir, options(), temp);
+        _restarted.client()
+    };
+    let body = json!({"filename": "survivor.bin", "file_type": "application/octet-stream",
+                      "num_bytes": data.len(), "resume_if_started": true});
+    let resumed = Upload(client.post("/v0.5/files/uploads/initiate", body).await.assert_ok());
+    assert_eq!(resumed.id(), upload.id());
+    let remaining: Vec<u64> = resumed.parts().iter().map(|p| p["part_number"].as_u64().unwrap()).collect();
+    assert_eq!(remaining, [2, 3, 4]);
+    let rest = resumed.put_all(&data).await;
+    client.complete_checked(&resumed, rest, &data).await.assert_ok();
+    assert_eq!(sha256(&client.download("survivor.bin").await.body), sha256(&data));
+}
