@@ -77,6 +77,7 @@ backends!(
     files_are_ingested_once_and_a_dead_extractors_files_come_back,
     concurrent_work_in_one_org_never_deadlocks,
     a_store_that_keeps_its_own_parts_is_checked_against_them,
+    parts_of_one_upload_recorded_and_checkpointed_at_once_never_deadlock,
 );
 
 const NOW: i64 = 1_800_000_000;
@@ -464,4 +465,27 @@ async fn a_store_that_keeps_its_own_parts_is_checked_against_them(store: Arc<dyn
     store.claim_file_to_ingest(&file.file_uid, NOW, 60).await.unwrap().unwrap();
     store.finish_ingest(&file.file_uid, MetadataStatus::NotExtracted, None, Some(Crc32c(99)), NOW).await.unwrap();
     assert_eq!(store.get_file(&org, "late.csv").await.unwrap().unwrap().checksum_crc32c, Some(Crc32c(99)));
+}
+
+/// A client sends parts in parallel and checkpoints each as it lands: the
+/// records and checkpoints of one upload all meet on its row. (PostgreSQL
+/// deadlocked here while each transaction took a shared lock on the row
+/// and then updated it.)
+async fn parts_of_one_upload_recorded_and_checkpointed_at_once_never_deadlock(store: Arc<dyn MetadataStore>) {
+    let org = org(store.as_ref(), "o").await;
+    let u = UploadRecord { num_bytes: 16 * (5 << 20), ..upload(org, "parallel.bin", NOW) };
+    insert(store.as_ref(), &u).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..16u32 {
+        let (store, upload_id) = (store.clone(), u.upload_id);
+        tasks.spawn(async move {
+            let token = format!("t{n}");
+            store.record_part(&upload_id, &part(n, &token), NOW + 1).await?;
+            store.checkpoint(&org, &upload_id, &[claim(n, &token)], None, NOW + 1).await.map(|r| r.unwrap())
+        });
+    }
+    while let Some(outcome) = tasks.join_next().await {
+        assert_eq!(outcome.unwrap().unwrap(), 1);
+    }
+    assert_eq!(store.list_checkpoints(&u.upload_id).await.unwrap().len(), 16);
 }

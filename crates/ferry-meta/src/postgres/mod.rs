@@ -148,10 +148,13 @@ fn part_from_row(row: &Row) -> RecordedPart {
     }
 }
 
-/// Locks the upload's row (shared) and says whether it is active, for
-/// writes that must not race a complete or an abort.
+/// Locks the upload's row and says whether it is active, for writes that
+/// must not race a complete or an abort. The lock is the one an update
+/// takes, taken up front: these transactions go on to update the row
+/// (its last activity), and two that each held a shared lock while waiting
+/// to upgrade it would deadlock.
 async fn require_active(tx: &Transaction<'_>, org_id: Option<&OrgId>, upload_id: &UploadId) -> Result<()> {
-    match upload_state(tx, org_id, upload_id, "FOR SHARE").await? {
+    match upload_state(tx, org_id, upload_id, "FOR NO KEY UPDATE").await? {
         UploadState::Active => Ok(()),
         other => Err(MetaError::UploadNotActive(other)),
     }

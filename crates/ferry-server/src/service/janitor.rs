@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use ferry_api::files::ContentAttributes;
 use ferry_blob::BlobStore;
 use ferry_core::checksum::{Crc32c, PartHasher};
@@ -15,10 +16,40 @@ use ferry_core::file::MetadataStatus;
 use ferry_core::ids::FileUid;
 use ferry_meta::{FileRecord, MetadataStore};
 use futures_util::StreamExt;
-use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use super::extract::{Attributes, extract, has_attributes};
 use super::{Result, Service, now_secs};
+
+/// What the pump sends the blocking reader.
+enum Piece {
+    Chunk(std::io::Result<Bytes>),
+    End,
+}
+
+/// A blocking `Read` over chunks sent from the async side.
+struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<Piece>,
+    current: Bytes,
+    ended: bool,
+}
+
+impl std::io::Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            if self.ended {
+                return Ok(0);
+            }
+            match self.rx.recv() {
+                Ok(Piece::Chunk(chunk)) => self.current = chunk?,
+                Ok(Piece::End) => self.ended = true,
+                Err(_) => return Err(std::io::Error::other("the read was cut short")),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
+}
 
 /// How long a janitor may hold a piece of work before another may take it.
 const LEASE_SECS: i64 = 300;
@@ -116,17 +147,27 @@ impl Extractor {
         file: &FileRecord,
         with_checksum: bool,
     ) -> Result<(Option<Result<Attributes, String>>, Option<Crc32c>), String> {
-        let bytes = self.blob.read(&file.file_uid, 0..file.num_bytes).await.map_err(|e| e.to_string())?;
+        let mut bytes = self.blob.read(&file.file_uid, 0..file.num_bytes).await.map_err(|e| e.to_string())?;
         let hasher = Arc::new(std::sync::Mutex::new(PartHasher::default()));
         let hashing = hasher.clone();
-        let bytes = bytes.inspect(move |chunk| {
-            if let Ok(chunk) = chunk {
-                hashing.lock().unwrap_or_else(|e| e.into_inner()).update(chunk);
+        let (tx, rx) = std::sync::mpsc::sync_channel(4);
+        // The async side pumps chunks to the blocking parsers; the parsers
+        // never call into the runtime, so a runtime shutting down only cuts
+        // their read short.
+        let pump = tokio::spawn(async move {
+            while let Some(chunk) = bytes.next().await {
+                let failed = chunk.is_err();
+                if let Ok(chunk) = &chunk {
+                    hashing.lock().unwrap_or_else(|e| e.into_inner()).update(chunk);
+                }
+                if tx.send(Piece::Chunk(chunk)).is_err() || failed {
+                    return;
+                }
             }
+            let _ = tx.send(Piece::End);
         });
         let file_type = file.file_type.clone();
-        // The parsers are blocking; the bridge lets them pull the async stream.
-        let mut reader = SyncIoBridge::new(StreamReader::new(Box::pin(bytes)));
+        let mut reader = ChannelReader { rx, current: Bytes::new(), ended: false };
         let extracted = tokio::task::spawn_blocking(move || {
             let extracted = extract(&file_type, &mut reader).map(|outcome| outcome.map_err(|e| e.to_string()));
             // A parser may stop early (an image header); the checksum needs the rest.
@@ -137,6 +178,7 @@ impl Extractor {
         })
         .await
         .map_err(|e| e.to_string())??;
+        pump.abort();
         let digest = hasher.lock().unwrap_or_else(|e| e.into_inner()).finish();
         let checksum = (with_checksum && digest.num_bytes == file.num_bytes).then_some(digest.crc32c);
         if with_checksum && checksum.is_none() {
