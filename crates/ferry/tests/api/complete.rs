@@ -132,7 +132,7 @@ async fn a_malformed_checksum_is_integrity_not_supported() {
 async fn of_racing_completes_exactly_one_succeeds() {
     let server = Server::start();
     let client = server.client();
-    for round in 0..5 {
+    for round in 0..10 {
         let data = bytes(PART + 100, 40 + round);
         let upload = client.start_upload("race.bin", data.len()).await;
         let tokens = upload.put_all(&data).await;

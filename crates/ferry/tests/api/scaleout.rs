@@ -31,7 +31,7 @@ async fn each_step_of_an_upload_may_go_to_a_different_node() {
 async fn a_complete_racing_an_abort_has_exactly_one_winner() {
     let server = Server::start();
     let client = server.client();
-    for round in 0..10u64 {
+    for round in 0..20u64 {
         let name = format!("contest-{round}.bin");
         let data = bytes(1000, 140 + round);
         let upload = client.start_upload(&name, data.len()).await;
