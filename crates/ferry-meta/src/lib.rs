@@ -43,6 +43,8 @@ pub enum MetaError {
     OrgExists(String),
     #[error("no org is named `{0}`")]
     OrgNotFound(String),
+    #[error("the org's quota of {quota} bytes would be exceeded ({used} bytes in use)")]
+    QuotaExceeded { quota: u64, used: u64 },
     #[error("metadata store failure: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -194,8 +196,10 @@ pub trait MetadataStore: Send + Sync + 'static {
     // Uploads.
 
     /// Records a new upload whose storage exists, and removes the deletion
-    /// queue entry `guard` that covered that storage until now.
-    async fn insert_upload(&self, upload: &UploadRecord, guard: BlobDeletionId) -> Result<()>;
+    /// queue entry `guard` that covered that storage until now. With a
+    /// `quota`, refuses ([`MetaError::QuotaExceeded`]) if the org's files
+    /// and uploads in progress would then take more bytes, atomically.
+    async fn insert_upload(&self, upload: &UploadRecord, guard: BlobDeletionId, quota: Option<u64>) -> Result<()>;
     async fn get_upload(&self, org_id: &OrgId, upload_id: &UploadId) -> Result<Option<UploadRecord>>;
     /// For the presigned part PUT only: its URL, not an org, authorizes it.
     async fn get_upload_for_part_put(&self, upload_id: &UploadId) -> Result<Option<UploadRecord>>;
@@ -242,13 +246,17 @@ pub trait MetadataStore: Send + Sync + 'static {
 
     /// Registers a file stored without an upload, and removes the deletion
     /// queue entry `guard` that covered its bytes while they were written.
+    /// With a `quota`, refuses as [`MetadataStore::insert_upload`] does.
     async fn register_file(
         &self,
         file: &NewFile,
         guard: BlobDeletionId,
+        quota: Option<u64>,
         now: UnixSeconds,
         delete_displaced_after: UnixSeconds,
     ) -> Result<Registered>;
+    /// The bytes an org's files and uploads in progress take.
+    async fn org_usage(&self, org_id: &OrgId) -> Result<u64>;
     /// The file that holds `file_name` in the org.
     async fn get_file(&self, org_id: &OrgId, file_name: &str) -> Result<Option<FileRecord>>;
     /// The org's files that hold names, by `file_index`, optionally of one

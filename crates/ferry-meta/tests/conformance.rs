@@ -78,6 +78,7 @@ backends!(
     concurrent_work_in_one_org_never_deadlocks,
     a_store_that_keeps_its_own_parts_is_checked_against_them,
     parts_of_one_upload_recorded_and_checkpointed_at_once_never_deadlock,
+    a_quota_counts_files_and_uploads_in_progress,
 );
 
 const NOW: i64 = 1_800_000_000;
@@ -107,7 +108,7 @@ fn upload(org: OrgId, name: &str, created_at: i64) -> UploadRecord {
 async fn insert(store: &dyn MetadataStore, upload: &UploadRecord) {
     let key = BlobKey::upload(upload.upload_id, upload.file_uid, upload.store_upload_id.as_deref());
     let guard = store.enqueue_blob_deletion(&key, NOW + 86_400).await.unwrap();
-    store.insert_upload(upload, guard).await.unwrap();
+    store.insert_upload(upload, guard, None).await.unwrap();
 }
 
 fn part(n: u32, token: &str) -> RecordedPart {
@@ -330,7 +331,7 @@ async fn a_simple_upload_registers_and_clears_its_guard(store: Arc<dyn MetadataS
     let org = org(store.as_ref(), "o").await;
     let file = new_file(org, "a.csv", "text/csv");
     let guard = store.enqueue_blob_deletion(&BlobKey::File(file.file_uid), NOW + 86_400).await.unwrap();
-    let registered = store.register_file(&file, guard, NOW, NOW + 60).await.unwrap();
+    let registered = store.register_file(&file, guard, None, NOW, NOW + 60).await.unwrap();
     assert!(registered.holds_name);
     assert_eq!(store.get_file(&org, "a.csv").await.unwrap().unwrap().status, FileStatus::Registered);
     assert!(store.claim_blob_deletions(NOW + 86_400, 60, 10).await.unwrap().is_empty(), "the guard outlived the file");
@@ -340,7 +341,7 @@ async fn deleting_a_file_frees_the_name_and_queues_the_bytes(store: Arc<dyn Meta
     let org = org(store.as_ref(), "o").await;
     let file = new_file(org, "a.csv", "text/csv");
     let guard = store.enqueue_blob_deletion(&BlobKey::File(file.file_uid), NOW).await.unwrap();
-    store.register_file(&file, guard, NOW, NOW).await.unwrap();
+    store.register_file(&file, guard, None, NOW, NOW).await.unwrap();
     let deleted = store.delete_file(&org, "a.csv", NOW + 5, NOW + 65).await.unwrap().unwrap();
     assert_eq!(deleted.file_uid, file.file_uid);
     assert_eq!(store.get_file(&org, "a.csv").await.unwrap(), None);
@@ -359,11 +360,11 @@ async fn listing_is_by_file_index_filtered_and_paged(store: Arc<dyn MetadataStor
         let file_type = if name.ends_with("csv") { "text/csv" } else { "image/png" };
         let file = new_file(org, name, file_type);
         let guard = store.enqueue_blob_deletion(&BlobKey::File(file.file_uid), NOW).await.unwrap();
-        store.register_file(&file, guard, NOW + i as i64, NOW).await.unwrap();
+        store.register_file(&file, guard, None, NOW + i as i64, NOW).await.unwrap();
     }
     let file = new_file(other, "z.csv", "text/csv");
     let guard = store.enqueue_blob_deletion(&BlobKey::File(file.file_uid), NOW).await.unwrap();
-    store.register_file(&file, guard, NOW, NOW).await.unwrap();
+    store.register_file(&file, guard, None, NOW, NOW).await.unwrap();
     store.delete_file(&org, "c.csv", NOW + 9, NOW).await.unwrap();
 
     let listed = |files: Vec<ferry_meta::FileRecord>| files.into_iter().map(|f| f.file_name).collect::<Vec<_>>();
@@ -380,7 +381,7 @@ async fn files_are_ingested_once_and_a_dead_extractors_files_come_back(store: Ar
     let (a, b) = (new_file(org, "a.csv", "text/csv"), new_file(org, "b.csv", "text/csv"));
     for file in [&a, &b] {
         let guard = store.enqueue_blob_deletion(&BlobKey::File(file.file_uid), NOW).await.unwrap();
-        store.register_file(file, guard, NOW, NOW).await.unwrap();
+        store.register_file(file, guard, None, NOW, NOW).await.unwrap();
     }
     let claimed = store.claim_file_to_ingest(&a.file_uid, NOW, 60).await.unwrap().unwrap();
     assert_eq!(claimed.status, FileStatus::Ingesting);
@@ -411,7 +412,7 @@ async fn concurrent_work_in_one_org_never_deadlocks(store: Arc<dyn MetadataStore
             let (store, file) = (store.clone(), new_file(org, name, "text/csv"));
             tasks.spawn(async move {
                 let guard = store.enqueue_blob_deletion(&BlobKey::File(file.file_uid), NOW).await?;
-                store.register_file(&file, guard, NOW, NOW).await.map(|_| ())
+                store.register_file(&file, guard, None, NOW, NOW).await.map(|_| ())
             });
         }
         if let Some(uid) = previous {
@@ -460,7 +461,7 @@ async fn a_store_that_keeps_its_own_parts_is_checked_against_them(store: Arc<dyn
 
     let file = NewFile { checksum_crc32c: None, ..new_file(org, "late.csv", "text/csv") };
     let guard = store.enqueue_blob_deletion(&BlobKey::File(file.file_uid), NOW).await.unwrap();
-    store.register_file(&file, guard, NOW, NOW).await.unwrap();
+    store.register_file(&file, guard, None, NOW, NOW).await.unwrap();
     assert_eq!(store.get_file(&org, "late.csv").await.unwrap().unwrap().checksum_crc32c, None);
     store.claim_file_to_ingest(&file.file_uid, NOW, 60).await.unwrap().unwrap();
     store.finish_ingest(&file.file_uid, MetadataStatus::NotExtracted, None, Some(Crc32c(99)), NOW).await.unwrap();
@@ -488,4 +489,30 @@ async fn parts_of_one_upload_recorded_and_checkpointed_at_once_never_deadlock(st
         assert_eq!(outcome.unwrap().unwrap(), 1);
     }
     assert_eq!(store.list_checkpoints(&u.upload_id).await.unwrap().len(), 16);
+}
+
+async fn a_quota_counts_files_and_uploads_in_progress(store: Arc<dyn MetadataStore>) {
+    let org = org(store.as_ref(), "o").await;
+    let quota = Some(100);
+    let file = NewFile { num_bytes: 60, ..new_file(org, "a.csv", "text/csv") };
+    let guard = store.enqueue_blob_deletion(&BlobKey::File(file.file_uid), NOW).await.unwrap();
+    store.register_file(&file, guard, quota, NOW, NOW).await.unwrap();
+    let u = UploadRecord { num_bytes: 30, ..upload(org, "b.csv", NOW) };
+    let key = BlobKey::upload(u.upload_id, u.file_uid, None);
+    let guard = store.enqueue_blob_deletion(&key, NOW).await.unwrap();
+    store.insert_upload(&u, guard, quota).await.unwrap();
+    assert_eq!(store.org_usage(&org).await.unwrap(), 90);
+    // 90 in use: 11 more is too many, whether an upload or a file.
+    let over = UploadRecord { num_bytes: 11, ..upload(org, "c.csv", NOW) };
+    let guard = store.enqueue_blob_deletion(&BlobKey::upload(over.upload_id, over.file_uid, None), NOW).await.unwrap();
+    let refused = store.insert_upload(&over, guard, quota).await;
+    assert!(matches!(refused, Err(MetaError::QuotaExceeded { quota: 100, used: 90 })), "{refused:?}");
+    let big = NewFile { num_bytes: 11, ..new_file(org, "d.csv", "text/csv") };
+    let guard = store.enqueue_blob_deletion(&BlobKey::File(big.file_uid), NOW).await.unwrap();
+    assert!(matches!(store.register_file(&big, guard, quota, NOW, NOW).await, Err(MetaError::QuotaExceeded { .. })));
+    // Aborting frees the upload's share.
+    store.abort_upload(&org, &u.upload_id, NOW).await.unwrap();
+    assert_eq!(store.org_usage(&org).await.unwrap(), 60);
+    let guard = store.enqueue_blob_deletion(&BlobKey::upload(over.upload_id, over.file_uid, None), NOW).await.unwrap();
+    store.insert_upload(&over, guard, quota).await.unwrap();
 }

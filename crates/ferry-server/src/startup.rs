@@ -17,7 +17,7 @@ use ferry_core::upload::UploadPolicy;
 use ferry_meta::{MetadataStore, Postgres, Sqlite};
 use tokio::net::TcpListener;
 
-use crate::service::{Extractor, Service, Settings, now_secs};
+use crate::service::{Extractor, RateLimiter, Service, Settings, now_secs};
 
 /// Every setting of `ferry serve` (spec §7), resolved.
 #[derive(Debug, Clone)]
@@ -40,6 +40,12 @@ pub struct ServerConfig {
     pub janitor_interval_secs: u64,
     pub shutdown_timeout_secs: u64,
     pub metrics_need_key: bool,
+    /// Bytes an org's files and uploads in progress may take (0: no limit).
+    pub org_quota: u64,
+    /// API requests per second per key (0: no limit).
+    pub rate_limit: u32,
+    /// Seconds a request body may stay silent before it is cut off.
+    pub body_timeout_secs: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -177,6 +183,7 @@ pub struct Server {
 struct Timing {
     janitor_interval: Duration,
     shutdown_timeout: Duration,
+    body_timeout: Duration,
 }
 
 impl Server {
@@ -207,9 +214,11 @@ impl Server {
             deletion_grace: Duration::from_secs(config.deletion_grace_secs),
             max_simple_upload: config.max_simple_upload,
             metrics_need_key: config.metrics_need_key,
+            org_quota: (config.org_quota > 0).then_some(config.org_quota),
         };
         let extractor = Extractor { meta: meta.clone(), blob: blob.clone() };
         let service = Service {
+            rate_limiter: RateLimiter::per_second(config.rate_limit),
             extractor,
             metrics: Arc::default(),
             meta,
@@ -223,6 +232,7 @@ impl Server {
         let timing = Timing {
             janitor_interval: Duration::from_secs(config.janitor_interval_secs.max(1)),
             shutdown_timeout: Duration::from_secs(config.shutdown_timeout_secs),
+            body_timeout: Duration::from_secs(config.body_timeout_secs.max(1)),
         };
         Ok(Self { listener, service: Arc::new(service), generated_key, timing })
     }
@@ -233,7 +243,7 @@ impl Server {
     /// picks up whatever a crash left behind.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let janitor = tokio::spawn(self.service.clone().run_janitor(self.timing.janitor_interval));
-        let app = crate::http::router(self.service);
+        let app = crate::http::router(self.service, self.timing.body_timeout);
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let signal = async move {
             shutdown.await;

@@ -121,6 +121,15 @@ pub struct ServeArgs {
     /// Ask for an API key (of any org) on /metrics [default: false].
     #[arg(long, env = "FERRY_METRICS_NEED_KEY")]
     pub metrics_need_key: Option<bool>,
+    /// Bytes an org's files and uploads in progress may take; 0 for no limit [default: 0].
+    #[arg(long, env = "FERRY_ORG_QUOTA")]
+    pub org_quota: Option<u64>,
+    /// API requests per second per key (part PUTs are never limited); 0 for no limit [default: 0].
+    #[arg(long, env = "FERRY_RATE_LIMIT")]
+    pub rate_limit: Option<u32>,
+    /// Seconds a request body may stay silent before it is cut off [default: 60].
+    #[arg(long, env = "FERRY_BODY_TIMEOUT")]
+    pub body_timeout: Option<u64>,
 }
 
 #[derive(Debug, Args)]

@@ -37,6 +37,9 @@ struct FileSettings {
     janitor_interval: Option<u64>,
     shutdown_timeout: Option<u64>,
     metrics_need_key: Option<bool>,
+    org_quota: Option<u64>,
+    rate_limit: Option<u32>,
+    body_timeout: Option<u64>,
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileSettings> {
@@ -75,6 +78,9 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<ServerConfig> {
         janitor_interval_secs: args.janitor_interval.or(file.janitor_interval).unwrap_or(60),
         shutdown_timeout_secs: args.shutdown_timeout.or(file.shutdown_timeout).unwrap_or(30),
         metrics_need_key: args.metrics_need_key.or(file.metrics_need_key).unwrap_or(false),
+        org_quota: args.org_quota.or(file.org_quota).unwrap_or(0),
+        rate_limit: args.rate_limit.or(file.rate_limit).unwrap_or(0),
+        body_timeout_secs: args.body_timeout.or(file.body_timeout).unwrap_or(60),
     })
 }
 

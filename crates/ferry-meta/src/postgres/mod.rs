@@ -200,6 +200,32 @@ async fn enqueue_deletion(tx: &Transaction<'_>, key: BlobKey, not_before: UnixSe
     Ok(BlobDeletionId(row.get(0)))
 }
 
+async fn usage(client: &impl GenericClient, org_id: &OrgId) -> Result<u64> {
+    let row = client
+        .query_one(
+            "SELECT (COALESCE((SELECT SUM(num_bytes) FROM files WHERE org_id = $1 AND holds_name), 0)
+                   + COALESCE((SELECT SUM(num_bytes) FROM uploads WHERE org_id = $1 AND state = 'active'), 0))::BIGINT",
+            &[&org_id.to_string()],
+        )
+        .await
+        .map_err(backend)?;
+    Ok(row.get::<_, i64>(0) as u64)
+}
+
+/// Refuses `adding` bytes that would take the org past `quota`. Locks the
+/// org's row first, so concurrent checks in one org take turns.
+async fn within_quota(tx: &Transaction<'_>, org_id: &OrgId, adding: u64, quota: Option<u64>) -> Result<()> {
+    let Some(quota) = quota else { return Ok(()) };
+    tx.execute("SELECT 1 FROM orgs WHERE org_id = $1 FOR NO KEY UPDATE", &[&org_id.to_string()])
+        .await
+        .map_err(backend)?;
+    let used = usage(tx, org_id).await?;
+    if used + adding > quota {
+        return Err(MetaError::QuotaExceeded { quota, used });
+    }
+    Ok(())
+}
+
 async fn drop_upload_parts(tx: &Transaction<'_>, upload_id: &UploadId) -> Result<()> {
     let id = upload_id.to_string();
     tx.execute("DELETE FROM checkpoints WHERE upload_id = $1", &[&id]).await.map_err(backend)?;
@@ -414,9 +440,10 @@ impl MetadataStore for Postgres {
         Ok(changed == 1)
     }
 
-    async fn insert_upload(&self, u: &UploadRecord, guard: BlobDeletionId) -> Result<()> {
+    async fn insert_upload(&self, u: &UploadRecord, guard: BlobDeletionId, quota: Option<u64>) -> Result<()> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(backend)?;
+        within_quota(&tx, &u.org_id, u.num_bytes, quota).await?;
         tx.execute("DELETE FROM blob_deletions WHERE id = $1", &[&guard.0]).await.map_err(backend)?;
         tx.execute(
             &format!("INSERT INTO uploads ({UPLOAD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"),
@@ -673,15 +700,21 @@ impl MetadataStore for Postgres {
         &self,
         file: &NewFile,
         guard: BlobDeletionId,
+        quota: Option<u64>,
         now: UnixSeconds,
         delete_displaced_after: UnixSeconds,
     ) -> Result<Registered> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(backend)?;
+        within_quota(&tx, &file.org_id, file.num_bytes, quota).await?;
         tx.execute("DELETE FROM blob_deletions WHERE id = $1", &[&guard.0]).await.map_err(backend)?;
         let registered = register(&tx, file, FileStatus::Registered, now, delete_displaced_after).await?;
         tx.commit().await.map_err(backend)?;
         Ok(registered)
+    }
+
+    async fn org_usage(&self, org_id: &OrgId) -> Result<u64> {
+        usage(&self.client().await?, org_id).await
     }
 
     async fn get_file(&self, org_id: &OrgId, file_name: &str) -> Result<Option<FileRecord>> {

@@ -322,6 +322,27 @@ fn register(
     Ok(Registered { file, holds_name, displaced })
 }
 
+/// The bytes an org's files and uploads in progress take.
+fn usage(conn: &Connection, org_id: &OrgId) -> rusqlite::Result<u64> {
+    conn.query_row(
+        "SELECT COALESCE((SELECT SUM(num_bytes) FROM files WHERE org_id = ?1 AND holds_name = 1), 0)
+          + COALESCE((SELECT SUM(num_bytes) FROM uploads WHERE org_id = ?1 AND state = 'active'), 0)",
+        [org_id.to_string()],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n as u64)
+}
+
+/// Refuses `adding` bytes that would take the org past `quota`.
+fn within_quota(tx: &Transaction, org_id: &OrgId, adding: u64, quota: Option<u64>) -> Result<()> {
+    let Some(quota) = quota else { return Ok(()) };
+    let used = usage(tx, org_id).map_err(backend)?;
+    if used + adding > quota {
+        return Err(MetaError::QuotaExceeded { quota, used });
+    }
+    Ok(())
+}
+
 fn drop_upload_parts(tx: &Transaction, upload_id: &UploadId) -> Result<()> {
     let id = upload_id.to_string();
     tx.execute("DELETE FROM checkpoints WHERE upload_id = ?1", [&id]).map_err(backend)?;
@@ -441,9 +462,11 @@ impl MetadataStore for Sqlite {
         .await
     }
 
-    async fn insert_upload(&self, upload: &UploadRecord, guard: BlobDeletionId) -> Result<()> {
+    async fn insert_upload(&self, upload: &UploadRecord, guard: BlobDeletionId, quota: Option<u64>) -> Result<()> {
         let u = upload.clone();
         self.write(move |tx| {
+            // Writes are serialized, so the check and the insert are atomic.
+            within_quota(tx, &u.org_id, u.num_bytes, quota)?;
             tx.execute("DELETE FROM blob_deletions WHERE id = ?1", [guard.0]).map_err(backend)?;
             tx.execute(
                 &format!(
@@ -701,15 +724,22 @@ impl MetadataStore for Sqlite {
         &self,
         file: &NewFile,
         guard: BlobDeletionId,
+        quota: Option<u64>,
         now: UnixSeconds,
         delete_displaced_after: UnixSeconds,
     ) -> Result<Registered> {
         let file = file.clone();
         self.write(move |tx| {
+            within_quota(tx, &file.org_id, file.num_bytes, quota)?;
             tx.execute("DELETE FROM blob_deletions WHERE id = ?1", [guard.0]).map_err(backend)?;
             register(tx, &file, FileStatus::Registered, now, delete_displaced_after)
         })
         .await
+    }
+
+    async fn org_usage(&self, org_id: &OrgId) -> Result<u64> {
+        let org_id = *org_id;
+        self.read(move |c| usage(c, &org_id)).await
     }
 
     async fn get_file(&self, org_id: &OrgId, file_name: &str) -> Result<Option<FileRecord>> {

@@ -5,7 +5,7 @@
 //! with a fresh `error_uid` that the request's log line also carries.
 
 use axum::Json;
-use axum::http::header::CONTENT_RANGE;
+use axum::http::header::{CONTENT_RANGE, RETRY_AFTER};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ferry_api::{ErrorCode, ErrorEntry, ErrorResponse};
@@ -194,6 +194,20 @@ impl From<ServiceError> for ApiError {
                 "Upload large files with the direct-to-cloud upload (POST /v0.5/files/uploads/initiate).",
             ),
             E::BodyBrokeOff(_) => (ErrorCode::InvalidParameter, "Send the request again with the whole body."),
+            E::QuotaExceeded { .. } => (
+                ErrorCode::CapacityReached,
+                "Delete files you no longer need, or ask the operator for a larger quota; nothing was kept.",
+            ),
+            E::RateLimited { retry_after } => {
+                let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+                let mut error = Self::new(
+                    ErrorCode::RateLimited,
+                    message,
+                    format!("Wait {seconds} s (Retry-After) and send it again; slow down."),
+                );
+                error.headers.push((RETRY_AFTER, seconds.to_string()));
+                return error;
+            }
             E::RangeNotSatisfiable { len } => {
                 let mut error = Self::new(
                     ErrorCode::RangeNotSatisfiable,

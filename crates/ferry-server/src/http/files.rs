@@ -190,7 +190,12 @@ async fn upload(
     };
     let file_name = field.file_name().unwrap_or_default().to_owned();
     let content_type = field.content_type().map(|m| m.essence_str().to_owned());
-    let incoming = IncomingFile { file_name: &file_name, content_type: content_type.as_deref(), encoding };
+    let incoming = IncomingFile {
+        file_name: &file_name,
+        content_type: content_type.as_deref(),
+        encoding,
+        declared_length: declared,
+    };
     let outcome = service.simple_upload(&org, incoming, &mut field).await;
     if outcome.is_err() {
         let mut drained = 0u64;

@@ -12,6 +12,7 @@ use axum::routing::{delete, get, post, put};
 use ferry_api::{ErrorCode, paths};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{Any, CorsLayer};
+use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use crate::service::Service;
 
@@ -25,8 +26,9 @@ mod uploads;
 
 use error::ApiError;
 
-/// The whole application.
-pub fn router(service: Arc<Service>) -> Router {
+/// The whole application. A request body silent for `body_timeout` is cut
+/// off, so a client dripping bytes cannot hold a request open forever.
+pub fn router(service: Arc<Service>, body_timeout: Duration) -> Router {
     let routes = Router::new()
         .route(paths::INITIATE_UPLOAD, post(uploads::initiate))
         .route(paths::PART_URLS, post(uploads::part_urls))
@@ -44,7 +46,8 @@ pub fn router(service: Arc<Service>) -> Router {
         .route(paths::HEALTH, get(files::health))
         .route(paths::METRICS, get(files::metrics))
         .route(paths::OPENAPI, get(openapi::openapi_json))
-        .with_state(service.clone());
+        .with_state(service.clone())
+        .layer(RequestBodyTimeoutLayer::new(body_timeout));
     with_layers(routes, Some(service))
 }
 

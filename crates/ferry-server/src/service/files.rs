@@ -42,6 +42,9 @@ pub struct IncomingFile<'a> {
     pub file_name: &'a str,
     pub content_type: Option<&'a str>,
     pub encoding: Encoding,
+    /// The request's declared length, when it had one: an upper bound of
+    /// the file's size, for refusing early what cannot fit the quota.
+    pub declared_length: Option<u64>,
 }
 
 pub fn metadata(file: &FileRecord) -> FileMetadata {
@@ -187,6 +190,14 @@ impl Service {
     {
         let (file_name, file_type) = self.check_incoming(&incoming)?;
         let limit = self.settings.max_simple_upload;
+        if let (Some(quota), Some(declared)) = (self.settings.org_quota, incoming.declared_length) {
+            // Early and approximate (the framing counts too); the exact,
+            // atomic check comes at registration.
+            let used = self.meta.org_usage(org_id).await?;
+            if used + declared.min(limit) > quota {
+                return Err(ServiceError::QuotaExceeded { quota, used });
+            }
+        }
         let file_uid = FileUid::generate();
         let now = now_secs();
         let guard = self.meta.enqueue_blob_deletion(&BlobKey::File(file_uid), now + STORAGE_GUARD_SECS).await?;
@@ -227,10 +238,21 @@ impl Service {
             num_bytes: digest.num_bytes,
             checksum_crc32c: Some(digest.crc32c),
         };
-        let registered = self
+        let delete_displaced_after = now_secs() + self.settings.deletion_grace.as_secs() as i64;
+        let registered = match self
             .meta
-            .register_file(&file, guard, now_secs(), now_secs() + self.settings.deletion_grace.as_secs() as i64)
-            .await?;
+            .register_file(&file, guard, self.settings.org_quota, now_secs(), delete_displaced_after)
+            .await
+        {
+            Ok(registered) => registered,
+            Err(e) => {
+                // Not registered: the bytes go now, or through the guard.
+                if self.blob.delete(&BlobKey::File(file_uid)).await.is_ok() {
+                    let _ = self.meta.finish_blob_deletion(guard).await;
+                }
+                return Err(e.into());
+            }
+        };
         self.extractor.spawn(file_uid);
         Ok(FileIdentity { is_valid: true, file_id: registered.file.file_name, file_uid: file_uid.to_string() })
     }

@@ -191,6 +191,9 @@ impl Extractor {
 impl Service {
     /// One pass of background work; safe to run on every server at once.
     pub async fn janitor_pass(&self) -> Result<JanitorReport> {
+        if let Some(limiter) = &self.rate_limiter {
+            limiter.forget_idle();
+        }
         let report = self.janitor_work().await?;
         self.metrics.expired_uploads.inc_by(report.expired_uploads as u64);
         self.metrics.deleted_blobs.inc_by(report.deleted_blobs as u64);

@@ -39,6 +39,31 @@ pub struct Service {
     pub(crate) settings: Settings,
     pub(crate) extractor: Extractor,
     pub(crate) metrics: Arc<Metrics>,
+    /// Requests per second per API key, when the operator set a limit.
+    pub(crate) rate_limiter: Option<RateLimiter>,
+}
+
+/// A per-key limit on API requests (never on presigned part PUTs, which
+/// carry no key). Kept in each node's memory: with several nodes behind a
+/// balancer a key gets up to the limit on each.
+pub struct RateLimiter(governor::DefaultKeyedRateLimiter<ferry_core::ids::KeyId>);
+
+impl RateLimiter {
+    pub fn per_second(requests: u32) -> Option<Self> {
+        let rate = std::num::NonZeroU32::new(requests)?;
+        Some(Self(governor::RateLimiter::keyed(governor::Quota::per_second(rate))))
+    }
+
+    /// `Err(wait)` when the key is over its limit.
+    fn check(&self, key: &ferry_core::ids::KeyId) -> std::result::Result<(), Duration> {
+        use governor::clock::{Clock, DefaultClock};
+        self.0.check_key(key).map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+    }
+
+    /// Forgets keys idle long enough to be back at their full allowance.
+    pub(crate) fn forget_idle(&self) {
+        self.0.retain_recent();
+    }
 }
 
 /// The operator's settings the operations read.
@@ -56,6 +81,8 @@ pub struct Settings {
     pub max_simple_upload: u64,
     /// Whether `/metrics` asks for an API key.
     pub metrics_need_key: bool,
+    /// The most bytes an org's files and uploads in progress may take.
+    pub org_quota: Option<u64>,
 }
 
 /// One thing wrong with a request. A request may have several.
@@ -122,6 +149,10 @@ pub enum ServiceError {
     IntegrityCheckFailed { expected: String, actual: String },
     #[error("storage is full")]
     CapacityReached,
+    #[error("the org's quota of {quota} bytes would be exceeded ({used} bytes are in use)")]
+    QuotaExceeded { quota: u64, used: u64 },
+    #[error("too many requests for this API key")]
+    RateLimited { retry_after: Duration },
     #[error("the file is larger than the limit of {limit} bytes for this kind of upload")]
     FileTooLarge { limit: u64 },
     #[error("the request body broke off: {0}")]
@@ -142,7 +173,10 @@ pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
 
 impl From<MetaError> for ServiceError {
     fn from(e: MetaError) -> Self {
-        Self::Meta(e)
+        match e {
+            MetaError::QuotaExceeded { quota, used } => Self::QuotaExceeded { quota, used },
+            other => Self::Meta(other),
+        }
     }
 }
 
@@ -178,10 +212,14 @@ impl Service {
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .and_then(|(_, key)| key.trim().parse().ok())
             .ok_or(ServiceError::InvalidApiKey)?;
-        match self.meta.find_api_key(&key.key_id).await? {
-            Some(record) if record.revoked_at.is_none() && key.matches(&record.secret_hash) => Ok(record.org_id),
-            _ => Err(ServiceError::InvalidApiKey),
+        let org_id = match self.meta.find_api_key(&key.key_id).await? {
+            Some(record) if record.revoked_at.is_none() && key.matches(&record.secret_hash) => record.org_id,
+            _ => return Err(ServiceError::InvalidApiKey),
+        };
+        if let Some(limiter) = &self.rate_limiter {
+            limiter.check(&key.key_id).map_err(|retry_after| ServiceError::RateLimited { retry_after })?;
         }
+        Ok(org_id)
     }
 
     pub fn max_simple_upload(&self) -> u64 {

@@ -218,9 +218,11 @@ impl Service {
                 return Err(e.into());
             }
         }
-        if let Err(e) = self.meta.insert_upload(&upload, guard).await {
-            // The guard stays queued: the janitor frees the storage if this fails.
-            let _ = self.blob.abort_upload(store_upload(&upload)).await;
+        if let Err(e) = self.meta.insert_upload(&upload, guard, self.settings.org_quota).await {
+            // Freed now if possible; else the guard has the janitor free it.
+            if self.blob.abort_upload(store_upload(&upload)).await.is_ok() {
+                let _ = self.meta.finish_blob_deletion(guard).await;
+            }
             return Err(e.into());
         }
         let expires = self.url_expiry_now();

@@ -13,6 +13,7 @@ mod errors;
 mod files;
 mod initiate;
 mod lifecycle;
+mod limits;
 mod metadata;
 mod operations;
 mod orgs;
