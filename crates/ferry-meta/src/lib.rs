@@ -45,6 +45,8 @@ pub enum MetaError {
     OrgNotFound(String),
     #[error("the org's quota of {quota} bytes would be exceeded ({used} bytes in use)")]
     QuotaExceeded { quota: u64, used: u64 },
+    #[error("the metadata store's disk is full")]
+    StorageFull,
     #[error("metadata store failure: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }

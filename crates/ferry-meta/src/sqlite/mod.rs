@@ -43,8 +43,12 @@ struct Inner {
     next_reader: AtomicUsize,
 }
 
-fn backend(e: impl std::error::Error + Send + Sync + 'static) -> MetaError {
-    MetaError::Backend(Box::new(e))
+fn backend<E: std::error::Error + Send + Sync + 'static>(e: E) -> MetaError {
+    // A full disk is the operator's to fix, not a fault: say so.
+    let full = (&e as &dyn std::any::Any)
+        .downcast_ref::<rusqlite::Error>()
+        .is_some_and(|e| e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull));
+    if full { MetaError::StorageFull } else { MetaError::Backend(Box::new(e)) }
 }
 
 fn configure(conn: &Connection) -> rusqlite::Result<()> {

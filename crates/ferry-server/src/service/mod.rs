@@ -175,6 +175,7 @@ impl From<MetaError> for ServiceError {
     fn from(e: MetaError) -> Self {
         match e {
             MetaError::QuotaExceeded { quota, used } => Self::QuotaExceeded { quota, used },
+            MetaError::StorageFull => Self::CapacityReached,
             other => Self::Meta(other),
         }
     }

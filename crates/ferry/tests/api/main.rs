@@ -8,6 +8,7 @@ mod abort;
 mod checkpoint;
 mod cli;
 mod complete;
+mod disk_full;
 mod download;
 mod errors;
 mod files;
