@@ -10,7 +10,11 @@ use serde_json::json;
 use crate::harness::*;
 
 /// A tmpfs of a given size, unmounted on drop.
-struct SmallDisk(PathBuf, tempfile::TempDir);
+struct SmallDisk {
+    point: PathBuf,
+    /// Where the mount point lives; removed after the unmount.
+    _parent: tempfile::TempDir,
+}
 
 impl SmallDisk {
     fn mount(size: usize) -> Self {
@@ -27,17 +31,17 @@ impl SmallDisk {
             "mounting a {size}-byte tmpfs for the disk-full test failed (it needs root): {}",
             String::from_utf8_lossy(&output.stderr)
         );
-        Self(point, dir)
+        Self { point, _parent: dir }
     }
 
     fn path(&self) -> &Path {
-        &self.0
+        &self.point
     }
 }
 
 impl Drop for SmallDisk {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        let _ = Command::new("umount").arg("-l").arg(&self.point).status();
     }
 }
 
