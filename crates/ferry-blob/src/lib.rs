@@ -74,6 +74,20 @@ pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>
 /// Bytes to store, as they arrive.
 pub type ByteSource<'a> = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send + 'a>>;
 
+/// What a blob store holds, for a consistency check.
+#[derive(Debug, Clone, Default)]
+pub struct BlobInventory {
+    /// Whole files, with their sizes.
+    pub files: Vec<(FileUid, u64)>,
+    /// Uploads in progress named by their upload (local staging files).
+    pub uploads: Vec<UploadId>,
+    /// Uploads in progress named by the file they become: S3 multipart
+    /// uploads, and simple uploads being written on the local disk.
+    pub uploads_of_files: Vec<FileUid>,
+    /// Names that are none of ferry's.
+    pub strangers: Vec<String>,
+}
+
 /// An upload as the blob store knows it.
 #[derive(Debug, Clone, Copy)]
 pub struct StoreUpload<'a> {
@@ -125,4 +139,7 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Streams bytes `range` of file `file_uid`.
     async fn read(&self, file_uid: &FileUid, range: Range<u64>) -> Result<ByteStream>;
+
+    /// Everything the store holds (for `ferry admin check`; it lists all).
+    async fn inventory(&self) -> Result<BlobInventory>;
 }

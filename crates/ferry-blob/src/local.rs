@@ -36,7 +36,7 @@ use std::collections::BTreeMap;
 use ferry_core::token::PartToken;
 use ferry_core::upload::RecordedPart;
 
-use crate::{BlobError, BlobStore, ByteSource, ByteStream, Result, StoreUpload};
+use crate::{BlobError, BlobInventory, BlobStore, ByteSource, ByteStream, Result, StoreUpload};
 
 /// Bytes gathered before one positioned write: big enough that syscalls
 /// are few, small enough that 64 concurrent PUTs stay within a few MiB each.
@@ -413,6 +413,33 @@ impl BlobStore for LocalDisk {
                 }
             }
             Ok(())
+        })
+        .await
+    }
+
+    async fn inventory(&self) -> Result<BlobInventory> {
+        let (staging, files) = (self.shared.staging.clone(), self.shared.files.clone());
+        blocking(move || {
+            let mut inventory = BlobInventory::default();
+            for entry in fs::read_dir(&files).map_err(BlobError::from_io)? {
+                let entry = entry.map_err(BlobError::from_io)?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                match name.parse::<FileUid>() {
+                    Ok(uid) => inventory.files.push((uid, entry.metadata().map_err(BlobError::from_io)?.len())),
+                    Err(_) => inventory.strangers.push(format!("files/{name}")),
+                }
+            }
+            for entry in fs::read_dir(&staging).map_err(BlobError::from_io)? {
+                let name = entry.map_err(BlobError::from_io)?.file_name().to_string_lossy().into_owned();
+                if let Ok(upload) = name.parse::<UploadId>() {
+                    inventory.uploads.push(upload);
+                } else if let Ok(file) = name.parse::<FileUid>() {
+                    inventory.uploads_of_files.push(file);
+                } else {
+                    inventory.strangers.push(format!("staging/{name}"));
+                }
+            }
+            Ok(inventory)
         })
         .await
     }

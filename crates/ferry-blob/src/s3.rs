@@ -22,10 +22,10 @@ use ferry_core::token::PartToken;
 use ferry_core::upload::RecordedPart;
 use futures_util::{StreamExt, TryStreamExt};
 use reqwest::{Method, StatusCode};
-use rusty_s3::actions::{CompleteMultipartUpload, CreateMultipartUpload, ListParts};
+use rusty_s3::actions::{CompleteMultipartUpload, CreateMultipartUpload, ListObjectsV2, ListParts};
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 
-use crate::{BlobError, BlobStore, ByteSource, ByteStream, Result, StoreUpload};
+use crate::{BlobError, BlobInventory, BlobStore, ByteSource, ByteStream, Result, StoreUpload};
 
 /// How long the URLs of ferry's own requests to the store live.
 const OWN_REQUEST_TTL: Duration = Duration::from_secs(300);
@@ -329,6 +329,63 @@ impl BlobStore for S3 {
                 self.abort(&self.key(file_uid), store_upload_id.as_deref()).await
             }
         }
+    }
+
+    async fn inventory(&self) -> Result<BlobInventory> {
+        let mut inventory = BlobInventory::default();
+        let prefix = format!("{}files/", self.prefix);
+        let mut token: Option<String> = None;
+        loop {
+            let mut action = self.bucket.list_objects_v2(Some(&self.credentials));
+            action.with_prefix(prefix.clone());
+            if let Some(token) = &token {
+                action.with_continuation_token(token.clone());
+            }
+            let (status, body) = self.send(Method::GET, action.sign(OWN_REQUEST_TTL), None).await?;
+            if !status.is_success() {
+                return Err(Self::refused(status, &body));
+            }
+            let listed = ListObjectsV2::parse_response(&String::from_utf8_lossy(&body)).map_err(store_error)?;
+            for object in &listed.contents {
+                let name = object.key.strip_prefix(&prefix).unwrap_or(&object.key);
+                match name.parse::<FileUid>() {
+                    Ok(uid) => inventory.files.push((uid, object.size.unwrap_or(0))),
+                    Err(_) => inventory.strangers.push(object.key.clone()),
+                }
+            }
+            match listed.next_continuation_token {
+                Some(next) => token = Some(next),
+                None => break,
+            }
+        }
+        // rusty-s3 has no ListMultipartUploads: presign it by hand.
+        let mut url = self.bucket.base_url().clone();
+        url.set_query(None);
+        let query = [("prefix", prefix.as_str()), ("uploads", "")];
+        let url = rusty_s3::signing::sign(
+            &jiff::Timestamp::now(),
+            rusty_s3::Method::Get,
+            url,
+            self.credentials.key(),
+            self.credentials.secret(),
+            None,
+            self.bucket.region(),
+            OWN_REQUEST_TTL.as_secs(),
+            query.into_iter(),
+            std::iter::empty::<(&str, &str)>(),
+        );
+        let (status, body) = self.send(Method::GET, url, None).await?;
+        if !status.is_success() {
+            return Err(Self::refused(status, &body));
+        }
+        let text = String::from_utf8_lossy(&body);
+        for key in text.split("<Key>").skip(1).filter_map(|rest| rest.split("</Key>").next()) {
+            match key.strip_prefix(&prefix).and_then(|name| name.parse::<FileUid>().ok()) {
+                Some(uid) => inventory.uploads_of_files.push(uid),
+                None => inventory.strangers.push(format!("(multipart upload) {key}")),
+            }
+        }
+        Ok(inventory)
     }
 
     async fn read(&self, file_uid: &FileUid, range: Range<u64>) -> Result<ByteStream> {

@@ -122,6 +122,20 @@ pub struct NewFile {
     pub checksum_crc32c: Option<Crc32c>,
 }
 
+/// Everything that should have bytes, for a consistency check.
+#[derive(Debug, Clone, Default)]
+pub struct Inventory {
+    /// Files that hold a name, with their sizes: their bytes must exist.
+    pub named_files: Vec<(FileUid, u64)>,
+    /// Every other file uid the store knows (replaced, deleted, corrupt
+    /// without a name): their bytes may linger until the janitor deletes them.
+    pub other_files: Vec<FileUid>,
+    /// Uploads in progress: their storage must exist.
+    pub active_uploads: Vec<UploadRecord>,
+    /// What the deletion queue will delete.
+    pub queued: Vec<BlobKey>,
+}
+
 /// An org's totals over the files that hold names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileStats {
@@ -316,6 +330,8 @@ pub trait MetadataStore: Send + Sync + 'static {
     ) -> Result<Vec<UploadId>>;
     /// How many uploads are active (for metrics).
     async fn count_active_uploads(&self) -> Result<u64>;
+    /// Every file, active upload and queued deletion, for a consistency check.
+    async fn inventory(&self) -> Result<Inventory>;
 
     // The blob deletion queue.
 

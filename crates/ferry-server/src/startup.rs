@@ -73,12 +73,18 @@ pub struct S3Settings {
 
 /// A blob store, and the same store as the local disk when ferry takes part
 /// PUTs itself.
-type BlobStores = (Arc<dyn BlobStore>, Option<Arc<LocalDisk>>);
+pub type BlobStores = (Arc<dyn BlobStore>, Option<Arc<LocalDisk>>);
 
 /// The blob store the settings name: the data dir by default, or a bucket
-/// of an S3-compatible store for `s3://BUCKET[/PREFIX]`.
-fn open_blob_store(config: &ServerConfig) -> Result<BlobStores, StartupError> {
-    match config.storage.as_deref().and_then(|s| s.strip_prefix("s3://")) {
+/// of an S3-compatible store for `s3://BUCKET[/PREFIX]`. Shared by `serve`
+/// and the admin commands.
+pub fn open_blob_store(
+    data_dir: &Path,
+    storage: Option<&str>,
+    s3: &S3Settings,
+    url_ttl: Duration,
+) -> Result<BlobStores, StartupError> {
+    match storage.and_then(|s| s.strip_prefix("s3://")) {
         Some(location) => {
             let (bucket, prefix) = location.split_once('/').unwrap_or((location, ""));
             let prefix =
@@ -87,24 +93,24 @@ fn open_blob_store(config: &ServerConfig) -> Result<BlobStores, StartupError> {
                 value.clone().ok_or_else(|| StartupError::Setting(format!("storage `s3://…` needs {name}")))
             };
             let s3 = S3::new(S3Config {
-                endpoint: need(&config.s3.endpoint, "FERRY_S3_ENDPOINT")?,
-                region: config.s3.region.clone().unwrap_or_else(|| "us-east-1".into()),
+                endpoint: need(&s3.endpoint, "FERRY_S3_ENDPOINT")?,
+                region: s3.region.clone().unwrap_or_else(|| "us-east-1".into()),
                 bucket: bucket.to_owned(),
                 prefix,
-                access_key_id: need(&config.s3.access_key_id, "FERRY_S3_ACCESS_KEY_ID")?,
-                secret_access_key: need(&config.s3.secret_access_key, "FERRY_S3_SECRET_ACCESS_KEY")?,
-                url_ttl: Duration::from_secs(config.url_ttl_secs),
+                access_key_id: need(&s3.access_key_id, "FERRY_S3_ACCESS_KEY_ID")?,
+                secret_access_key: need(&s3.secret_access_key, "FERRY_S3_SECRET_ACCESS_KEY")?,
+                url_ttl,
             })
             .map_err(|e| StartupError::Setting(format!("storage: {e}")))?;
             Ok((Arc::new(s3), None))
         }
         None => {
-            if let Some(storage) = config.storage.as_deref().filter(|s| Path::new(s) != config.data_dir) {
+            if let Some(storage) = storage.filter(|s| Path::new(s) != data_dir) {
                 return Err(StartupError::Setting(format!(
                     "storage `{storage}` is neither s3://BUCKET nor the data dir; leave it unset for the data dir"
                 )));
             }
-            let disk = LocalDisk::open(&config.data_dir.join("blobs")).map_err(io("opening the blob store"))?;
+            let disk = LocalDisk::open(&data_dir.join("blobs")).map_err(io("opening the blob store"))?;
             let disk = Arc::new(disk);
             Ok((disk.clone(), Some(disk)))
         }
@@ -199,7 +205,12 @@ impl Server {
         fs::create_dir_all(&config.data_dir).map_err(io(format!("creating {}", config.data_dir.display())))?;
         let meta = open_metadata(&config.data_dir, config.database_url.as_deref()).await?;
         let secret = load_or_create_secret(&config.data_dir)?;
-        let (blob, local_parts) = open_blob_store(&config)?;
+        let (blob, local_parts) = open_blob_store(
+            &config.data_dir,
+            config.storage.as_deref(),
+            &config.s3,
+            Duration::from_secs(config.url_ttl_secs),
+        )?;
 
         let generated_key = bootstrap(meta.as_ref(), config.bootstrap_key.as_deref()).await?;
 

@@ -5,7 +5,10 @@ use ferry_core::api_key::ApiKey;
 use ferry_core::ids::KeyId;
 use ferry_meta::MetadataStore;
 use ferry_server::service::now_secs;
-use ferry_server::startup::open_metadata;
+use std::time::Duration;
+
+use ferry_server::service::check::check;
+use ferry_server::startup::{S3Settings, open_blob_store, open_metadata};
 
 use crate::cli::{AdminArgs, AdminCommand, KeyCommand, OrgCommand};
 use crate::config::DEFAULT_DATA_DIR;
@@ -43,6 +46,29 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             for key in meta.list_api_keys(&org_id).await? {
                 let revoked = key.revoked_at.map(when).unwrap_or_else(|| "-".into());
                 println!("{:<31}  {:<20}  {revoked}", key.key_id.to_string(), when(key.created_at));
+            }
+        }
+        AdminCommand::Check(storage) => {
+            let s3 = S3Settings {
+                endpoint: storage.s3_endpoint,
+                region: storage.s3_region,
+                access_key_id: storage.s3_access_key_id,
+                secret_access_key: storage.s3_secret_access_key,
+            };
+            let (blob, _) = open_blob_store(&data_dir, storage.storage.as_deref(), &s3, Duration::from_secs(3600))?;
+            let report = check(meta, blob.as_ref()).await?;
+            for problem in &report.problems {
+                println!("{problem}");
+            }
+            println!(
+                "checked {} files, {} uploads in progress, {} queued deletions: {} problems",
+                report.files,
+                report.uploads,
+                report.queued,
+                report.problems.len()
+            );
+            if !report.problems.is_empty() {
+                bail!("the metadata and the stored bytes disagree");
             }
         }
         AdminCommand::Key(KeyCommand::Revoke { key_id }) => {

@@ -76,21 +76,8 @@ pub struct ServeArgs {
     /// The metadata database [default: ferry.db in the data dir].
     #[arg(long, env = "FERRY_DATABASE_URL")]
     pub database_url: Option<String>,
-    /// Where file bytes are stored: the data dir, or s3://BUCKET[/PREFIX] [default: the data dir].
-    #[arg(long, env = "FERRY_STORAGE")]
-    pub storage: Option<String>,
-    /// The S3-compatible store's endpoint, for s3:// storage (e.g. http://127.0.0.1:3900).
-    #[arg(long, env = "FERRY_S3_ENDPOINT")]
-    pub s3_endpoint: Option<String>,
-    /// The store's region [default: us-east-1].
-    #[arg(long, env = "FERRY_S3_REGION")]
-    pub s3_region: Option<String>,
-    /// The access key id for the store.
-    #[arg(long, env = "FERRY_S3_ACCESS_KEY_ID")]
-    pub s3_access_key_id: Option<String>,
-    /// The secret access key (prefer the environment to a flag, which `ps` shows).
-    #[arg(long, env = "FERRY_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
-    pub s3_secret_access_key: Option<String>,
+    #[command(flatten)]
+    pub storage: StorageArgs,
     /// Lifetime of presigned part URLs, in seconds [default: 3600].
     #[arg(long, env = "FERRY_URL_TTL")]
     pub url_ttl: Option<u64>,
@@ -132,6 +119,26 @@ pub struct ServeArgs {
     pub body_timeout: Option<u64>,
 }
 
+/// Where file bytes are stored.
+#[derive(Debug, Args)]
+pub struct StorageArgs {
+    /// Where file bytes are stored: the data dir, or s3://BUCKET[/PREFIX] [default: the data dir].
+    #[arg(long, env = "FERRY_STORAGE")]
+    pub storage: Option<String>,
+    /// The S3-compatible store's endpoint, for s3:// storage (e.g. http://127.0.0.1:3900).
+    #[arg(long, env = "FERRY_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// The store's region [default: us-east-1].
+    #[arg(long, env = "FERRY_S3_REGION")]
+    pub s3_region: Option<String>,
+    /// The access key id for the store.
+    #[arg(long, env = "FERRY_S3_ACCESS_KEY_ID")]
+    pub s3_access_key_id: Option<String>,
+    /// The secret access key (prefer the environment to a flag, which `ps` shows).
+    #[arg(long, env = "FERRY_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub s3_secret_access_key: Option<String>,
+}
+
 #[derive(Debug, Args)]
 pub struct AdminArgs {
     /// The data dir of the server to administer [default: ./ferry-data].
@@ -152,6 +159,11 @@ pub enum AdminCommand {
     /// Manage API keys.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Check that the metadata and the stored bytes agree; lists every
+    /// difference and exits 1 if there is one.
+    ///
+    /// Example: ferry admin --data-dir /var/lib/ferry check
+    Check(StorageArgs),
 }
 
 #[derive(Debug, Subcommand)]

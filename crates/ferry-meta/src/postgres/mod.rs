@@ -24,8 +24,8 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
 
 use crate::{
-    AbortOutcome, ApiKeyRecord, BlobDeletion, BlobDeletionId, FileRecord, FileStats, MetaError, MetadataStore, NewFile,
-    OrgRecord, Registered, Registration, Result, UnixSeconds, UploadRecord,
+    AbortOutcome, ApiKeyRecord, BlobDeletion, BlobDeletionId, FileRecord, FileStats, Inventory, MetaError,
+    MetadataStore, NewFile, OrgRecord, Registered, Registration, Result, UnixSeconds, UploadRecord,
 };
 
 const MIGRATIONS: &[&str] = &[include_str!("migrations.sql")];
@@ -921,6 +921,27 @@ impl MetadataStore for Postgres {
             .await
             .map_err(backend)?;
         Ok(row.get::<_, i64>(0) as u64)
+    }
+
+    async fn inventory(&self) -> Result<Inventory> {
+        let client = self.client().await?;
+        let mut inventory = Inventory::default();
+        for row in client.query("SELECT file_uid, num_bytes, holds_name FROM files", &[]).await.map_err(backend)? {
+            let uid: FileUid = parsed(&row, "file_uid")?;
+            if row.get::<_, bool>("holds_name") {
+                inventory.named_files.push((uid, row.get::<_, i64>("num_bytes") as u64));
+            } else {
+                inventory.other_files.push(uid);
+            }
+        }
+        let uploads = client
+            .query(&format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE state = 'active'"), &[])
+            .await
+            .map_err(backend)?;
+        inventory.active_uploads = uploads.iter().map(upload_from_row).collect::<Result<_>>()?;
+        let queued = client.query("SELECT blob_key FROM blob_deletions", &[]).await.map_err(backend)?;
+        inventory.queued = queued.iter().map(|r| parsed(r, "blob_key")).collect::<Result<_>>()?;
+        Ok(inventory)
     }
 
     async fn enqueue_blob_deletion(&self, key: &BlobKey, not_before: UnixSeconds) -> Result<BlobDeletionId> {

@@ -24,8 +24,8 @@ use ferry_core::upload::{ClaimProblems, RecordedPart, TokenClaim, UploadState, c
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
 use crate::{
-    AbortOutcome, ApiKeyRecord, BlobDeletion, BlobDeletionId, FileRecord, FileStats, MetaError, MetadataStore, NewFile,
-    OrgRecord, Registered, Registration, Result, UnixSeconds, UploadRecord,
+    AbortOutcome, ApiKeyRecord, BlobDeletion, BlobDeletionId, FileRecord, FileStats, Inventory, MetaError,
+    MetadataStore, NewFile, OrgRecord, Registered, Registration, Result, UnixSeconds, UploadRecord,
 };
 
 const MIGRATIONS: &[&str] = &[include_str!("migrations.sql")];
@@ -941,6 +941,29 @@ impl MetadataStore for Sqlite {
         self.read(|c| c.query_row("SELECT COUNT(*) FROM uploads WHERE state = 'active'", [], |r| r.get::<_, i64>(0)))
             .await
             .map(|n| n as u64)
+    }
+
+    async fn inventory(&self) -> Result<Inventory> {
+        self.read(|c| {
+            let mut inventory = Inventory::default();
+            let mut files = c.prepare("SELECT file_uid, num_bytes, holds_name FROM files")?;
+            for row in
+                files.query_map([], |r| Ok((parsed::<FileUid>(r, 0)?, r.get::<_, i64>(1)?, r.get::<_, bool>(2)?)))?
+            {
+                let (uid, size, named) = row?;
+                if named {
+                    inventory.named_files.push((uid, size as u64));
+                } else {
+                    inventory.other_files.push(uid);
+                }
+            }
+            let mut uploads = c.prepare(&format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE state = 'active'"))?;
+            inventory.active_uploads = uploads.query_map([], upload_from_row)?.collect::<rusqlite::Result<_>>()?;
+            let mut queued = c.prepare("SELECT blob_key FROM blob_deletions")?;
+            inventory.queued = queued.query_map([], |r| parsed(r, 0))?.collect::<rusqlite::Result<_>>()?;
+            Ok(inventory)
+        })
+        .await
     }
 
     async fn enqueue_blob_deletion(&self, key: &BlobKey, not_before: UnixSeconds) -> Result<BlobDeletionId> {

@@ -17,6 +17,7 @@ use ferry_meta::{MetaError, MetadataStore};
 
 use crate::telemetry::Metrics;
 
+pub mod check;
 mod extract;
 pub mod files;
 pub mod janitor;

@@ -368,6 +368,29 @@ impl Server {
         command.args(args).output().unwrap()
     }
 
+    /// `ferry admin check` on this server's stores: (exit success, stdout).
+    pub fn check(&self) -> (bool, String) {
+        let mut command = ferry();
+        command.arg("admin").arg("--data-dir").arg(self.data_dir());
+        if let Some(url) = &self.database_url {
+            command.args(["--database-url", url]);
+        }
+        command.arg("check");
+        if let Some(bucket) = &self.bucket {
+            command.args(["--storage", &format!("s3://{}/{}", env("FERRY_TEST_S3_BUCKET"), bucket.prefix)]);
+            for (ours, theirs) in [
+                ("FERRY_TEST_S3_ENDPOINT", "FERRY_S3_ENDPOINT"),
+                ("FERRY_TEST_S3_REGION", "FERRY_S3_REGION"),
+                ("FERRY_TEST_S3_ACCESS_KEY_ID", "FERRY_S3_ACCESS_KEY_ID"),
+                ("FERRY_TEST_S3_SECRET_ACCESS_KEY", "FERRY_S3_SECRET_ACCESS_KEY"),
+            ] {
+                command.env(theirs, env(ours));
+            }
+        }
+        let output = command.output().unwrap();
+        (output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
     /// Something that changes whenever the metadata store is written: the
     /// database files for SQLite; every row version (ctid, xmin) for
     /// PostgreSQL, where even an update to the same value makes a new one.

@@ -5,6 +5,7 @@
 mod harness;
 
 mod abort;
+mod check;
 mod checkpoint;
 mod cli;
 mod complete;
