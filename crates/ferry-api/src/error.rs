@@ -52,11 +52,14 @@ pub enum ErrorCode {
     PartUploadInProgress,
     RateLimited,
     CapacityReached,
+    /// The server cannot serve this now; retrying later will (outside the
+    /// contract's table, which lists no 503).
+    ServiceUnavailable,
     InternalError,
 }
 
 impl ErrorCode {
-    const ALL: [ErrorCode; 26] = {
+    const ALL: [ErrorCode; 27] = {
         use ErrorCode::*;
         [
             MissingParameter,
@@ -84,6 +87,7 @@ impl ErrorCode {
             PartUploadInProgress,
             RateLimited,
             CapacityReached,
+            ServiceUnavailable,
             InternalError,
         ]
     };
@@ -116,6 +120,7 @@ impl ErrorCode {
             PartUploadInProgress => "part_upload_in_progress",
             RateLimited => "rate_limited",
             CapacityReached => "capacity_reached",
+            ServiceUnavailable => "service_unavailable",
             InternalError => "internal_error",
         }
     }
@@ -143,6 +148,7 @@ impl ErrorCode {
             RangeNotSatisfiable => 416,
             RateLimited => 429,
             CapacityReached => 507,
+            ServiceUnavailable => 503,
             InternalError => 500,
         }
     }

@@ -47,6 +47,10 @@ pub enum MetaError {
     QuotaExceeded { quota: u64, used: u64 },
     #[error("the metadata store's disk is full")]
     StorageFull,
+    /// Bytes written ahead of their row outlived their guard (the orphan
+    /// grace) and a janitor took them: the row was not written.
+    #[error("the bytes took longer to arrive than the orphan grace, and were deleted")]
+    GuardLost,
     #[error("metadata store failure: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }

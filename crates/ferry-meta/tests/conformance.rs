@@ -79,6 +79,7 @@ backends!(
     a_store_that_keeps_its_own_parts_is_checked_against_them,
     parts_of_one_upload_recorded_and_checkpointed_at_once_never_deadlock,
     a_quota_counts_files_and_uploads_in_progress,
+    bytes_whose_guard_a_janitor_took_are_never_registered,
 );
 
 const NOW: i64 = 1_800_000_000;
@@ -515,4 +516,22 @@ async fn a_quota_counts_files_and_uploads_in_progress(store: Arc<dyn MetadataSto
     assert_eq!(store.org_usage(&org).await.unwrap(), 60);
     let guard = store.enqueue_blob_deletion(&BlobKey::upload(over.upload_id, over.file_uid, None), NOW).await.unwrap();
     store.insert_upload(&over, guard, quota).await.unwrap();
+}
+
+async fn bytes_whose_guard_a_janitor_took_are_never_registered(store: Arc<dyn MetadataStore>) {
+    let org = org(store.as_ref(), "o").await;
+    let file = new_file(org, "slow.csv", "text/csv");
+    let guard = store.enqueue_blob_deletion(&BlobKey::File(file.file_uid), NOW).await.unwrap();
+    // The write took longer than the guard: a janitor claims it...
+    assert_eq!(store.claim_blob_deletions(NOW + 1, 60, 10).await.unwrap()[0].id, guard);
+    // ...and the registration must not point a name at deleted bytes.
+    let refused = store.register_file(&file, guard, None, NOW + 2, NOW + 2).await;
+    assert!(matches!(refused, Err(MetaError::GuardLost)), "{refused:?}");
+    assert_eq!(store.get_file(&org, "slow.csv").await.unwrap(), None);
+
+    let u = upload(org, "slow.bin", NOW);
+    let guard = store.enqueue_blob_deletion(&BlobKey::upload(u.upload_id, u.file_uid, None), NOW).await.unwrap();
+    store.claim_blob_deletions(NOW + 1, 60, 10).await.unwrap();
+    assert!(matches!(store.insert_upload(&u, guard, None).await, Err(MetaError::GuardLost)));
+    assert_eq!(store.get_upload(&org, &u.upload_id).await.unwrap(), None);
 }

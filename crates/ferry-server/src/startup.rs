@@ -46,6 +46,8 @@ pub struct ServerConfig {
     pub rate_limit: u32,
     /// Seconds a request body may stay silent before it is cut off.
     pub body_timeout_secs: u64,
+    /// Seconds bytes written ahead of their metadata row are kept for it.
+    pub orphan_grace_secs: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -226,6 +228,7 @@ impl Server {
             max_simple_upload: config.max_simple_upload,
             metrics_need_key: config.metrics_need_key,
             org_quota: (config.org_quota > 0).then_some(config.org_quota),
+            orphan_grace: Duration::from_secs(config.orphan_grace_secs.max(1)),
         };
         let extractor = Extractor { meta: meta.clone(), blob: blob.clone() };
         let service = Service {

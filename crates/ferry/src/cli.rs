@@ -117,6 +117,10 @@ pub struct ServeArgs {
     /// Seconds a request body may stay silent before it is cut off [default: 60].
     #[arg(long, env = "FERRY_BODY_TIMEOUT")]
     pub body_timeout: Option<u64>,
+    /// Seconds bytes written ahead of their metadata row (an upload's first
+    /// storage, a simple upload) are kept if a crash stops the row [default: 86400].
+    #[arg(long, env = "FERRY_ORPHAN_GRACE")]
+    pub orphan_grace: Option<u64>,
 }
 
 /// Where file bytes are stored.

@@ -40,6 +40,7 @@ struct FileSettings {
     org_quota: Option<u64>,
     rate_limit: Option<u32>,
     body_timeout: Option<u64>,
+    orphan_grace: Option<u64>,
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileSettings> {
@@ -81,6 +82,7 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<ServerConfig> {
         org_quota: args.org_quota.or(file.org_quota).unwrap_or(0),
         rate_limit: args.rate_limit.or(file.rate_limit).unwrap_or(0),
         body_timeout_secs: args.body_timeout.or(file.body_timeout).unwrap_or(60),
+        orphan_grace_secs: args.orphan_grace.or(file.orphan_grace).unwrap_or(86_400),
     })
 }
 

@@ -200,6 +200,19 @@ async fn enqueue_deletion(tx: &Transaction<'_>, key: BlobKey, not_before: UnixSe
     Ok(BlobDeletionId(row.get(0)))
 }
 
+/// Removes the deletion-queue entry that guarded bytes written ahead of
+/// their row; refuses if a janitor has claimed it (see the SQLite store).
+async fn take_guard(tx: &Transaction<'_>, guard: BlobDeletionId) -> Result<()> {
+    let taken = tx
+        .execute("DELETE FROM blob_deletions WHERE id = $1 AND claimed_until IS NULL", &[&guard.0])
+        .await
+        .map_err(backend)?;
+    if taken == 0 {
+        return Err(MetaError::GuardLost);
+    }
+    Ok(())
+}
+
 async fn usage(client: &impl GenericClient, org_id: &OrgId) -> Result<u64> {
     let row = client
         .query_one(
@@ -444,7 +457,7 @@ impl MetadataStore for Postgres {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(backend)?;
         within_quota(&tx, &u.org_id, u.num_bytes, quota).await?;
-        tx.execute("DELETE FROM blob_deletions WHERE id = $1", &[&guard.0]).await.map_err(backend)?;
+        take_guard(&tx, guard).await?;
         tx.execute(
             &format!("INSERT INTO uploads ({UPLOAD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"),
             &[
@@ -707,7 +720,7 @@ impl MetadataStore for Postgres {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(backend)?;
         within_quota(&tx, &file.org_id, file.num_bytes, quota).await?;
-        tx.execute("DELETE FROM blob_deletions WHERE id = $1", &[&guard.0]).await.map_err(backend)?;
+        take_guard(&tx, guard).await?;
         let registered = register(&tx, file, FileStatus::Registered, now, delete_displaced_after).await?;
         tx.commit().await.map_err(backend)?;
         Ok(registered)

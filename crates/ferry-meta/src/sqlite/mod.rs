@@ -326,6 +326,18 @@ fn register(
     Ok(Registered { file, holds_name, displaced })
 }
 
+/// Removes the deletion-queue entry that guarded bytes written ahead of
+/// their row. If a janitor has already claimed it, the bytes are being (or
+/// were) deleted: the row must not be written, or it would point at nothing.
+fn take_guard(tx: &Transaction, guard: BlobDeletionId) -> Result<()> {
+    let taken =
+        tx.execute("DELETE FROM blob_deletions WHERE id = ?1 AND claimed_until IS NULL", [guard.0]).map_err(backend)?;
+    if taken == 0 {
+        return Err(MetaError::GuardLost);
+    }
+    Ok(())
+}
+
 /// The bytes an org's files and uploads in progress take.
 fn usage(conn: &Connection, org_id: &OrgId) -> rusqlite::Result<u64> {
     conn.query_row(
@@ -471,7 +483,7 @@ impl MetadataStore for Sqlite {
         self.write(move |tx| {
             // Writes are serialized, so the check and the insert are atomic.
             within_quota(tx, &u.org_id, u.num_bytes, quota)?;
-            tx.execute("DELETE FROM blob_deletions WHERE id = ?1", [guard.0]).map_err(backend)?;
+            take_guard(tx, guard)?;
             tx.execute(
                 &format!(
                     "INSERT INTO uploads ({UPLOAD_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
@@ -735,7 +747,7 @@ impl MetadataStore for Sqlite {
         let file = file.clone();
         self.write(move |tx| {
             within_quota(tx, &file.org_id, file.num_bytes, quota)?;
-            tx.execute("DELETE FROM blob_deletions WHERE id = ?1", [guard.0]).map_err(backend)?;
+            take_guard(tx, guard)?;
             register(tx, &file, FileStatus::Registered, now, delete_displaced_after)
         })
         .await

@@ -194,6 +194,10 @@ impl From<ServiceError> for ApiError {
                 "Upload large files with the direct-to-cloud upload (POST /v0.5/files/uploads/initiate).",
             ),
             E::BodyBrokeOff(_) => (ErrorCode::InvalidParameter, "Send the request again with the whole body."),
+            E::UploadTooSlow => (
+                ErrorCode::ServiceUnavailable,
+                "Send it again; if uploads are this slow, ask the operator for a longer --orphan-grace.",
+            ),
             E::QuotaExceeded { .. } => (
                 ErrorCode::CapacityReached,
                 "Delete files you no longer need, or ask the operator for a larger quota; nothing was kept.",

@@ -18,7 +18,6 @@ use ferry_core::upload::file_type_from_name;
 use ferry_meta::{FileRecord, NewFile};
 use futures_util::{Stream, StreamExt};
 
-use super::uploads::STORAGE_GUARD_SECS;
 use super::{BadRequest, Result, Service, ServiceError, now_secs, rfc3339};
 
 /// A file and its bytes, ready to stream.
@@ -200,7 +199,10 @@ impl Service {
         }
         let file_uid = FileUid::generate();
         let now = now_secs();
-        let guard = self.meta.enqueue_blob_deletion(&BlobKey::File(file_uid), now + STORAGE_GUARD_SECS).await?;
+        let guard = self
+            .meta
+            .enqueue_blob_deletion(&BlobKey::File(file_uid), now + self.settings.orphan_grace.as_secs() as i64)
+            .await?;
 
         let received = self.metrics.bytes_received.clone();
         let body = body.inspect(move |chunk| {

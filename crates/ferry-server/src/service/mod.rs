@@ -84,6 +84,9 @@ pub struct Settings {
     pub metrics_need_key: bool,
     /// The most bytes an org's files and uploads in progress may take.
     pub org_quota: Option<u64>,
+    /// How long bytes written ahead of their metadata row are kept if the
+    /// row never comes (a crash in between): longer than any upload takes.
+    pub orphan_grace: Duration,
 }
 
 /// One thing wrong with a request. A request may have several.
@@ -154,6 +157,8 @@ pub enum ServiceError {
     QuotaExceeded { quota: u64, used: u64 },
     #[error("too many requests for this API key")]
     RateLimited { retry_after: Duration },
+    #[error("the upload took longer than the server keeps bytes not yet registered")]
+    UploadTooSlow,
     #[error("the file is larger than the limit of {limit} bytes for this kind of upload")]
     FileTooLarge { limit: u64 },
     #[error("the request body broke off: {0}")]
@@ -177,6 +182,7 @@ impl From<MetaError> for ServiceError {
         match e {
             MetaError::QuotaExceeded { quota, used } => Self::QuotaExceeded { quota, used },
             MetaError::StorageFull => Self::CapacityReached,
+            MetaError::GuardLost => Self::UploadTooSlow,
             other => Self::Meta(other),
         }
     }

@@ -22,10 +22,6 @@ use futures_util::{Stream, StreamExt};
 
 use super::{BadRequest, Result, Service, ServiceError, claim_problems, now_ms, now_secs, rfc3339, upload_refusal};
 
-/// How long storage written ahead of its metadata row is kept if the row
-/// never comes (a crash in between): long past any request's duration.
-pub(crate) const STORAGE_GUARD_SECS: i64 = 24 * 3600;
-
 /// The upload as the blob store knows it.
 pub(crate) fn store_upload(upload: &UploadRecord) -> StoreUpload<'_> {
     StoreUpload {
@@ -210,7 +206,7 @@ impl Service {
         // instant leaves an incomplete multipart upload the guard cannot
         // name, for the bucket's own lifecycle rule to sweep.)
         let key = BlobKey::upload(upload.upload_id, upload.file_uid, None);
-        let guard = self.meta.enqueue_blob_deletion(&key, now + STORAGE_GUARD_SECS).await?;
+        let guard = self.meta.enqueue_blob_deletion(&key, now + self.settings.orphan_grace.as_secs() as i64).await?;
         match self.blob.create_upload(&upload.upload_id, &upload.file_uid, size).await {
             Ok(store_upload_id) => upload.store_upload_id = store_upload_id,
             Err(e) => {

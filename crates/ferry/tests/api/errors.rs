@@ -128,3 +128,26 @@ async fn lists_longer_than_10000_entries_are_refused() {
     let fine: Vec<u32> = vec![0; 10_000];
     assert_eq!(client.part_urls(upload.id(), json!(fine)).await.assert_ok()["parts"].as_array().unwrap().len(), 10_000);
 }
+
+#[tokio::test]
+async fn hostile_bodies_and_headers_are_refused_and_the_server_stays_up() {
+    let server = Server::start();
+    let client = server.client();
+    let path = "/v0.5/files/uploads/initiate";
+    // JSON nested deeper than any request needs.
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    raw_post(&client, path, Some("application/json"), &deep).await.assert_error(400, "invalid_parameter");
+    // A body past the JSON limit (4 MiB).
+    let huge = format!("{{\"filename\": \"{}\"}}", "x".repeat(5 * MIB));
+    raw_post(&client, path, Some("application/json"), &huge).await.assert_error(400, "invalid_parameter");
+    // A flood of headers is refused by the HTTP layer before any route.
+    let mut flood = http().get(format!("{}/v0.5/files/info", server.url)).bearer_auth(&server.key);
+    for i in 0..500 {
+        flood = flood.header(format!("x-flood-{i}"), "y".repeat(100));
+    }
+    match flood.send().await {
+        Ok(response) => assert!(response.status().is_client_error(), "{}", response.status()),
+        Err(e) => assert!(e.is_request() || e.is_connect(), "{e}"),
+    }
+    client.get("/v0.5/files/info").await.assert_ok();
+}

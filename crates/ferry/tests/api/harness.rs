@@ -492,15 +492,24 @@ impl Node {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        // A failing test shows what went wrong inside the server too.
-        if std::thread::panicking() {
-            for line in self.log().lines().filter(|l| l.contains("ERROR") || l.contains("WARN")) {
-                eprintln!("server: {line}");
-            }
-        }
         for node in &mut self.nodes {
             let _ = node.child.kill();
             let _ = node.child.wait();
+        }
+        let log = self.log();
+        // A failing test shows what went wrong inside the server too.
+        if std::thread::panicking() {
+            for line in log.lines().filter(|l| l.contains("ERROR") || l.contains("WARN")) {
+                eprintln!("server: {line}");
+            }
+            return;
+        }
+        // Every test server's log, so the logs of the whole run, must hold
+        // no API key, no URL signature and no store secret.
+        let mut secrets = vec!["fry_".to_owned(), "signature=".to_owned(), "X-Amz-Signature".to_owned()];
+        secrets.extend(std::env::var("FERRY_TEST_S3_SECRET_ACCESS_KEY").ok());
+        for secret in secrets {
+            assert!(!log.contains(&secret), "the server's log holds `{secret}`");
         }
     }
 }

@@ -24,3 +24,4 @@ mod part_urls;
 mod readme;
 mod restart;
 mod scaleout;
+mod soak;

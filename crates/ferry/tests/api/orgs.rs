@@ -71,3 +71,37 @@ async fn keys_are_stored_only_as_hashes_and_never_logged() {
         assert!(!log.contains(secret), "a key is in the log");
     }
 }
+
+/// Names that look like paths never reach the filesystem: they are refused,
+/// or (a client's path in a simple upload) reduced to their last component,
+/// and nothing is written outside the data dir.
+#[tokio::test]
+async fn names_that_try_to_escape_are_refused_and_nothing_lands_outside_the_data_dir() {
+    let server = Server::start();
+    let client = server.client();
+    for name in ["../escape.bin", "../../escape.bin", "/etc/escape.bin", "a/../../escape.bin", "..\\escape.bin"] {
+        client.initiate(name, 10).await.assert_error(400, "invalid_parameter");
+    }
+    let uploaded = client.simple_upload("../../escape.bin", b"x".to_vec(), None).await.assert_ok();
+    assert_eq!(uploaded["file_id"], "escape.bin");
+    for path in ["/v0.5/files/download/..%2F..%2Fescape.bin", "/v0.5/files/metadata/..%2Fescape.bin"] {
+        client.get(path).await.assert_error(404, "file_not_found");
+    }
+    client.delete("..%2F..%2Fserver.log").await.assert_error(404, "file_not_found");
+    // On disk: the test's dir holds the data dir and the log, and nothing
+    // named after a client's file exists anywhere under it but as an id.
+    let mut entries: Vec<String> =
+        std::fs::read_dir(&server.dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    entries.sort();
+    assert!(entries.iter().all(|e| e.starts_with("data") || e.starts_with("server")), "{entries:?}");
+    let mut stack = vec![server.dir.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let entry = entry.unwrap();
+            assert!(!entry.file_name().to_string_lossy().contains("escape"), "{:?} was written", entry.path());
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(entry.path());
+            }
+        }
+    }
+}
