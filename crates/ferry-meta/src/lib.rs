@@ -51,6 +51,9 @@ pub enum MetaError {
     /// grace) and a janitor took them: the row was not written.
     #[error("the bytes took longer to arrive than the orphan grace, and were deleted")]
     GuardLost,
+    /// The store cannot be reached now (a lost connection, a restart).
+    #[error("the metadata store is unavailable: {0}")]
+    Unavailable(String),
     #[error("metadata store failure: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }

@@ -38,7 +38,18 @@ pub struct Postgres {
     pool: Pool,
 }
 
-fn backend(e: impl std::error::Error + Send + Sync + 'static) -> MetaError {
+fn backend<E: std::error::Error + Send + Sync + 'static>(e: E) -> MetaError {
+    // Lost or refused connections (PostgreSQL restarting, the network) are
+    // not faults of the request: say the store is unavailable, to retry.
+    let any = &e as &dyn std::any::Any;
+    let io_failure = |e: &tokio_postgres::Error| {
+        e.is_closed() || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+    };
+    let unreachable = any.downcast_ref::<tokio_postgres::Error>().is_some_and(io_failure)
+        || any.downcast_ref::<deadpool_postgres::PoolError>().is_some();
+    if unreachable {
+        return MetaError::Unavailable(e.to_string());
+    }
     // tokio-postgres says only "db error" at the top; the cause says what.
     let mut text = e.to_string();
     let mut source = e.source();

@@ -194,6 +194,16 @@ impl From<ServiceError> for ApiError {
                 "Upload large files with the direct-to-cloud upload (POST /v0.5/files/uploads/initiate).",
             ),
             E::BodyBrokeOff(_) => (ErrorCode::InvalidParameter, "Send the request again with the whole body."),
+            E::Unavailable(why) => {
+                let mut error = Self::new(
+                    ErrorCode::ServiceUnavailable,
+                    message,
+                    "Retry shortly: the server cannot reach its database right now.",
+                );
+                error.detail = Some(why);
+                error.headers.push((RETRY_AFTER, "1".into()));
+                return error;
+            }
             E::UploadTooSlow => (
                 ErrorCode::ServiceUnavailable,
                 "Send it again; if uploads are this slow, ask the operator for a longer --orphan-grace.",

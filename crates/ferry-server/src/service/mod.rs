@@ -159,6 +159,8 @@ pub enum ServiceError {
     RateLimited { retry_after: Duration },
     #[error("the upload took longer than the server keeps bytes not yet registered")]
     UploadTooSlow,
+    #[error("the server's metadata store is unavailable")]
+    Unavailable(String),
     #[error("the file is larger than the limit of {limit} bytes for this kind of upload")]
     FileTooLarge { limit: u64 },
     #[error("the request body broke off: {0}")]
@@ -183,6 +185,7 @@ impl From<MetaError> for ServiceError {
             MetaError::QuotaExceeded { quota, used } => Self::QuotaExceeded { quota, used },
             MetaError::StorageFull => Self::CapacityReached,
             MetaError::GuardLost => Self::UploadTooSlow,
+            MetaError::Unavailable(why) => Self::Unavailable(why),
             other => Self::Meta(other),
         }
     }

@@ -19,6 +19,7 @@ mod limits;
 mod metadata;
 mod operations;
 mod orgs;
+mod outage;
 mod part_put;
 mod part_urls;
 mod readme;
