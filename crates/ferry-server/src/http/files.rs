@@ -42,8 +42,9 @@ fn content_disposition(file_name: &str) -> String {
     params(("file_id" = String, Path, description = "The file's name, percent-encoded"),
            ("Range" = Option<String>, Header, description = "One byte range, e.g. bytes=0-1023")),
     responses(
-        (status = 200, description = "The whole file", content_type = "application/octet-stream", body = Vec<u8>),
-        (status = 206, description = "One range of the file", content_type = "application/octet-stream", body = Vec<u8>),
+        // The bytes come back in the file's own type, whatever that is.
+        (status = 200, description = "The whole file, in its own Content-Type", content_type = "*/*", body = super::openapi::Bytes),
+        (status = 206, description = "One range of the file, in its own Content-Type", content_type = "*/*", body = super::openapi::Bytes),
         (status = "4XX", description = "Refused: the error envelope says why", body = ErrorResponse), (status = "5XX", description = "A server fault, in the error envelope", body = ErrorResponse)))]
 /// Stream a file, whole or one range of it. (`HEAD` is answered by the same
 /// handler; the router drops the body.)
@@ -86,7 +87,7 @@ pub async fn file_metadata(
 #[utoipa::path(get, path = paths::LIST_METADATA, tag = "files",
     params(
         ("shard_index" = Option<i64>, Query, description = "-1 (default) starts from the first record"),
-        ("max_items_per_shard" = Option<i64>, Query, description = "1 to 1000 (default 1000)"),
+        ("max_items_per_shard" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "1 to 1000 (default 1000)"),
         ("file_type" = Option<String>, Query, description = "Only files of this type"),
     ),
     responses((status = 200, description = "Done", body = Vec<FileMetadata>), (status = "4XX", description = "Refused: the error envelope says why", body = ErrorResponse), (status = "5XX", description = "A server fault, in the error envelope", body = ErrorResponse)))]

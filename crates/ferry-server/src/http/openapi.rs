@@ -3,6 +3,8 @@
 //! (a test keeps the two equal, so API changes show in review).
 
 use axum::Json;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
@@ -18,6 +20,13 @@ pub struct UploadForm {
     file: Vec<u8>,
 }
 
+// A bare `Vec<u8>` would be described as an array of integers.
+/// Raw bytes, as sent: a part's, a file's.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)]
+pub struct Bytes(Vec<u8>);
+
 /// The body of `POST /v0.5/files/base64`.
 #[derive(ToSchema)]
 #[allow(dead_code)]
@@ -32,6 +41,41 @@ impl Modify for BearerKey {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    }
+}
+
+/// Which answer feeds which next request: an upload's id from initiate to
+/// the calls on that upload, a file's name from the calls that create it
+/// to those that read and delete it. Clients and tools that walk the
+/// document (schemathesis, for one) follow these to exercise whole flows.
+struct Links;
+
+impl Modify for Links {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use ferry_api::paths;
+        let upload_calls = ["part_urls", "checkpoint", "complete", "abort"];
+        let file_calls = ["file_metadata", "download", "delete"];
+        let flows: [(&str, &[&str], &str, &str); 4] = [
+            (paths::INITIATE_UPLOAD, &upload_calls, "upload_id", "$response.body#/upload_id"),
+            (paths::SIMPLE_UPLOAD, &file_calls, "file_id", "$response.body#/file_id"),
+            (paths::BASE64_UPLOAD, &file_calls, "file_id", "$response.body#/file_id"),
+            (paths::COMPLETE_UPLOAD, &file_calls, "file_id", "$response.body#/file_name"),
+        ];
+        for (path, next_calls, parameter, value) in flows {
+            let Some(RefOr::T(done)) = openapi
+                .paths
+                .paths
+                .get_mut(path)
+                .and_then(|item| item.post.as_mut())
+                .and_then(|operation| operation.responses.responses.get_mut("200"))
+            else {
+                panic!("{path} has no documented 200 answer to link from");
+            };
+            for next in next_calls {
+                let link = LinkBuilder::new().operation_id(*next).parameter(parameter, value).build();
+                done.links.insert(next.to_string(), RefOr::T(link));
+            }
+        }
     }
 }
 
@@ -60,7 +104,7 @@ impl Modify for BearerKey {
         files::metrics,
         openapi_json,
     ),
-    modifiers(&BearerKey),
+    modifiers(&BearerKey, &Links),
     security(("bearer" = [])),
     tags(
         (name = "uploads", description = "Direct-to-cloud uploads (spec §3)"),

@@ -1,5 +1,6 @@
 //! Handlers of the direct-to-cloud upload routes (spec §3).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Json;
@@ -88,12 +89,12 @@ pub async fn complete(
     request_body(content = Option<Object>, description = "Optional; any JSON object"),
     responses((status = 200, description = "Aborted (empty body)"), (status = "4XX", description = "Refused: the error envelope says why", body = ErrorResponse), (status = "5XX", description = "A server fault, in the error envelope", body = ErrorResponse)))]
 /// Abort an upload and free its storage. Answers 200 with an empty body
-/// (spec §3.6); any JSON body is accepted.
+/// (spec §3.6); no body, or any JSON object, is accepted.
 pub async fn abort(
     State(service): State<Arc<Service>>,
     Org(org): Org,
     PathParams(upload_id): PathParams<String>,
-    JsonBody(_): JsonBody<IgnoredAny>,
+    JsonBody(_): JsonBody<BTreeMap<String, IgnoredAny>>,
 ) -> Result<(), ApiError> {
     Ok(service.abort(&org, &upload_id).await?)
 }

@@ -108,7 +108,8 @@ impl Service {
             return Err(ServiceError::BadRequest(problems));
         }
         let size = query.max_items_per_shard as u64;
-        let offset = query.shard_index.max(0) as u64 * size;
+        // A shard past any list is empty, however large its number.
+        let offset = (query.shard_index.max(0) as u64).saturating_mul(size).min(i64::MAX as u64);
         let files = self.meta.list_files(org_id, query.file_type.as_deref(), offset, size).await?;
         Ok(files.iter().map(metadata).collect())
     }

@@ -13,12 +13,18 @@ async fn abort_answers_200_empty_frees_the_staging_file_and_can_repeat() {
     put_part(&upload.parts()[0], &data).await;
     assert_eq!(server.blobs("staging").await.len(), 1);
 
+    // A body that is not a JSON object is a confused client: refused, and
+    // the upload is left as it was.
+    let path = format!("/v0.5/files/uploads/{}/abort", upload.id());
+    client.post(&path, json!(-2608857)).await.assert_error(400, "invalid_parameter");
+    assert_eq!(server.blobs("staging").await.len(), 1);
+
     let reply = client.abort(upload.id()).await;
     reply.assert_ok_empty();
     assert!(server.blobs("staging").await.is_empty(), "the upload's storage is still there");
     client.abort(upload.id()).await.assert_ok_empty();
     // Without any body at all, too.
-    let bare = client.call(reqwest::Method::POST, &format!("/v0.5/files/uploads/{}/abort", upload.id()), None).await;
+    let bare = client.call(reqwest::Method::POST, &path, None).await;
     bare.assert_ok_empty();
 
     client.part_urls(upload.id(), json!([0])).await.assert_error(404, "upload_not_found");
