@@ -1,0 +1,31 @@
+# Installers for the tools the test scripts use, cached under $1 (the
+# tools dir) so later runs reuse them.
+
+# A venv with the Python tools from PyPI: openapi-spec-validator checks the
+# OpenAPI document, schemathesis generates requests from it, boto3 sets the
+# test bucket's CORS rules. Sets $venv.
+install_python_tools() {
+  venv="$1/openapi-venv"
+  if [ -x "$venv/bin/openapi-spec-validator" ] && [ -x "$venv/bin/st" ] \
+    && "$venv/bin/python" -c "import boto3" 2>/dev/null; then
+    return
+  fi
+  echo "scripts: installing openapi-spec-validator, schemathesis and boto3 into $venv" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q "openapi-spec-validator==0.9.0" "schemathesis==4.32.*" "boto3==1.*"
+}
+
+# cargo-fuzz and the nightly toolchain it builds with (pinned, so a new
+# nightly cannot break the build). Puts cargo-fuzz on PATH; sets $fuzz_toolchain.
+fuzz_toolchain=nightly-2026-05-19
+install_fuzz_tools() {
+  if ! rustup run "$fuzz_toolchain" rustc -V >/dev/null 2>&1; then
+    echo "scripts: installing Rust $fuzz_toolchain for cargo-fuzz" >&2
+    rustup toolchain install "$fuzz_toolchain" --profile minimal
+  fi
+  if [ ! -x "$1/cargo-fuzz/bin/cargo-fuzz" ]; then
+    echo "scripts: installing cargo-fuzz into $1/cargo-fuzz" >&2
+    cargo install --quiet --locked cargo-fuzz@0.13.2 --root "$1/cargo-fuzz"
+  fi
+  export PATH="$1/cargo-fuzz/bin:$PATH"
+}
