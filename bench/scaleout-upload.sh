@@ -13,10 +13,8 @@ parallel=${2:-8}
 rounds=${3:-3}
 bytes=$((size_mib * 1024 * 1024))
 tools=${FERRY_TEST_TOOLS:-$HOME/.cache/ferry-test-tools}
-venv="$tools/openapi-venv"
-if ! "$venv/bin/python" -c "import boto3" 2>/dev/null; then
-  python3 -m venv "$venv" && "$venv/bin/pip" install -q "boto3==1.*"
-fi
+source scripts/lib/tools.sh
+install_python_tools "$tools"
 
 cargo build --release --quiet --bin ferry
 ferry=target/release/ferry
@@ -27,7 +25,9 @@ source scripts/lib/garage.sh
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; stop_garage; stop_postgres; rm -rf "$work"' EXIT
 start_postgres
-start_garage "$tools" "$venv/bin/python"
+install_garage "$tools"
+start_garage
+allow_browsers "$venv/bin/python"
 psql "$FERRY_TEST_POSTGRES_URL" -qc "CREATE DATABASE bench"
 database_url="${FERRY_TEST_POSTGRES_URL%/*}/bench"
 

@@ -232,15 +232,22 @@ struct Writer {
 impl Writer {
     /// Takes the next chunk. A chunk that would run past the limit is
     /// refused whole: nothing is ever written past it.
-    async fn write(&mut self, chunk: Bytes) -> Result<()> {
+    async fn write(&mut self, mut chunk: Bytes) -> Result<()> {
         self.received += chunk.len() as u64;
         if self.received > self.limit {
             return Err(BlobError::TooLong { expected: self.limit });
         }
-        let sink = self.sink.as_mut().ok_or(BlobError::UploadGone)?;
-        sink.buffer.extend_from_slice(&chunk);
-        if sink.buffer.len() >= WRITE_BUFFER {
-            self.run(Sink::flush).await?;
+        // The buffer is filled to its capacity and never past it: a Vec
+        // grown by one byte doubles, and with 64 parts in flight that
+        // doubling was a third of the server's memory.
+        while !chunk.is_empty() {
+            let sink = self.sink.as_mut().ok_or(BlobError::UploadGone)?;
+            let room = WRITE_BUFFER - sink.buffer.len();
+            let taken = chunk.split_to(room.min(chunk.len()));
+            sink.buffer.extend_from_slice(&taken);
+            if sink.buffer.len() == WRITE_BUFFER {
+                self.run(Sink::flush).await?;
+            }
         }
         Ok(())
     }

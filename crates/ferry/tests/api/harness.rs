@@ -97,6 +97,11 @@ pub struct Options {
     pub args: Vec<String>,
     pub bootstrap_key: Option<String>,
     pub layout: Layout,
+    /// The scale-out layout's PostgreSQL database, if not one of its own
+    /// in the PostgreSQL scripts/test starts.
+    pub database_url: Option<String>,
+    /// The scale-out layout's store, if not the Garage scripts/test starts.
+    pub s3: Option<S3Store>,
 }
 
 impl Default for Options {
@@ -105,6 +110,8 @@ impl Default for Options {
             args: vec!["--part-size".into(), PART.to_string()],
             bootstrap_key: Some(ApiKey::generate().to_string()),
             layout: Layout::current(),
+            database_url: None,
+            s3: None,
         }
     }
 }
@@ -145,26 +152,57 @@ pub fn ferry() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ferry"))
 }
 
-/// A test server's part of the Garage bucket: its own key prefix.
+/// An S3-compatible bucket and the credentials to reach it.
+#[derive(Debug, Clone)]
+pub struct S3Store {
+    pub endpoint: String,
+    pub region: String,
+    pub bucket: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl S3Store {
+    /// The bucket of the Garage scripts/test starts.
+    pub fn from_env() -> Self {
+        Self {
+            endpoint: env("FERRY_TEST_S3_ENDPOINT"),
+            region: env("FERRY_TEST_S3_REGION"),
+            bucket: env("FERRY_TEST_S3_BUCKET"),
+            access_key_id: env("FERRY_TEST_S3_ACCESS_KEY_ID"),
+            secret_access_key: env("FERRY_TEST_S3_SECRET_ACCESS_KEY"),
+        }
+    }
+}
+
+/// A test server's part of a bucket: its own key prefix.
 struct Bucket {
+    store: S3Store,
     bucket: rusty_s3::Bucket,
     credentials: rusty_s3::Credentials,
     prefix: String,
 }
 
 impl Bucket {
-    fn for_dir(dir: &Path) -> Self {
-        let endpoint = env("FERRY_TEST_S3_ENDPOINT").parse().unwrap();
-        let bucket = rusty_s3::Bucket::new(
-            endpoint,
-            rusty_s3::UrlStyle::Path,
-            env("FERRY_TEST_S3_BUCKET"),
-            env("FERRY_TEST_S3_REGION"),
-        )
-        .unwrap();
-        let credentials =
-            rusty_s3::Credentials::new(env("FERRY_TEST_S3_ACCESS_KEY_ID"), env("FERRY_TEST_S3_SECRET_ACCESS_KEY"));
-        Self { bucket, credentials, prefix: format!("api-{}/", dir_hash(dir)) }
+    fn for_dir(dir: &Path, store: S3Store) -> Self {
+        let endpoint = store.endpoint.parse().unwrap();
+        let bucket =
+            rusty_s3::Bucket::new(endpoint, rusty_s3::UrlStyle::Path, store.bucket.clone(), store.region.clone())
+                .unwrap();
+        let credentials = rusty_s3::Credentials::new(&store.access_key_id, &store.secret_access_key);
+        Self { store, bucket, credentials, prefix: format!("api-{}/", dir_hash(dir)) }
+    }
+
+    /// Points a `ferry serve` or `ferry admin` command at this prefix.
+    fn configure(&self, command: &mut Command) {
+        let store = &self.store;
+        command.args(["--storage", &format!("s3://{}/{}", store.bucket, self.prefix)]);
+        command.envs([
+            ("FERRY_S3_ENDPOINT", &store.endpoint),
+            ("FERRY_S3_REGION", &store.region),
+            ("FERRY_S3_ACCESS_KEY_ID", &store.access_key_id),
+            ("FERRY_S3_SECRET_ACCESS_KEY", &store.secret_access_key),
+        ]);
     }
 
     /// The last path components of the keys under `prefix`: objects, or
@@ -226,15 +264,13 @@ impl Server {
     /// database and bucket prefix as before).
     pub fn start_in(dir: &Path, mut options: Options, temp: Option<tempfile::TempDir>) -> Self {
         let layout = options.layout;
-        let database_url = (layout != Layout::Embedded).then(|| postgres_database_for(dir));
+        let database_url = (layout != Layout::Embedded)
+            .then(|| options.database_url.take().unwrap_or_else(|| postgres_database_for(dir)));
         if let Some(url) = &database_url {
             options.args.extend(["--database-url".to_owned(), url.clone()]);
         }
-        let bucket = (layout == Layout::ScaleOut).then(|| Bucket::for_dir(dir));
-        if let Some(bucket) = &bucket {
-            let storage = format!("s3://{}/{}", env("FERRY_TEST_S3_BUCKET"), bucket.prefix);
-            options.args.extend(["--storage".to_owned(), storage]);
-        }
+        let bucket = (layout == Layout::ScaleOut)
+            .then(|| Bucket::for_dir(dir, options.s3.take().unwrap_or_else(S3Store::from_env)));
         let node_count = if layout == Layout::ScaleOut { 2 } else { 1 };
         let mut stdout = Vec::new();
         let nodes: Vec<Node> = (0..node_count)
@@ -248,7 +284,8 @@ impl Server {
                 {
                     args.drain(at..at + 2);
                 }
-                let (node, printed) = Node::start(&data_dir, &log, &args, options.bootstrap_key.as_deref());
+                let (node, printed) =
+                    Node::start(&data_dir, &log, &args, options.bootstrap_key.as_deref(), bucket.as_ref());
                 if i == 0 {
                     stdout = printed;
                 }
@@ -377,15 +414,7 @@ impl Server {
         }
         command.arg("check");
         if let Some(bucket) = &self.bucket {
-            command.args(["--storage", &format!("s3://{}/{}", env("FERRY_TEST_S3_BUCKET"), bucket.prefix)]);
-            for (ours, theirs) in [
-                ("FERRY_TEST_S3_ENDPOINT", "FERRY_S3_ENDPOINT"),
-                ("FERRY_TEST_S3_REGION", "FERRY_S3_REGION"),
-                ("FERRY_TEST_S3_ACCESS_KEY_ID", "FERRY_S3_ACCESS_KEY_ID"),
-                ("FERRY_TEST_S3_SECRET_ACCESS_KEY", "FERRY_S3_SECRET_ACCESS_KEY"),
-            ] {
-                command.env(theirs, env(ours));
-            }
+            bucket.configure(&mut command);
         }
         let output = command.output().unwrap();
         (output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned())
@@ -443,7 +472,13 @@ impl Server {
 }
 
 impl Node {
-    fn start(data_dir: &Path, log_path: &Path, args: &[String], bootstrap_key: Option<&str>) -> (Self, Vec<String>) {
+    fn start(
+        data_dir: &Path,
+        log_path: &Path,
+        args: &[String],
+        bootstrap_key: Option<&str>,
+        bucket: Option<&Bucket>,
+    ) -> (Self, Vec<String>) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(log_path).unwrap();
         let mut command = ferry();
         command.arg("serve");
@@ -457,15 +492,8 @@ impl Node {
             .env_remove("FERRY_BOOTSTRAP_KEY")
             .stdout(Stdio::piped())
             .stderr(log);
-        if std::env::var_os("FERRY_TEST_S3_ENDPOINT").is_some() {
-            for (ours, theirs) in [
-                ("FERRY_TEST_S3_ENDPOINT", "FERRY_S3_ENDPOINT"),
-                ("FERRY_TEST_S3_REGION", "FERRY_S3_REGION"),
-                ("FERRY_TEST_S3_ACCESS_KEY_ID", "FERRY_S3_ACCESS_KEY_ID"),
-                ("FERRY_TEST_S3_SECRET_ACCESS_KEY", "FERRY_S3_SECRET_ACCESS_KEY"),
-            ] {
-                command.env(theirs, env(ours));
-            }
+        if let Some(bucket) = bucket {
+            bucket.configure(&mut command);
         }
         if let Some(key) = bootstrap_key {
             command.env("FERRY_BOOTSTRAP_KEY", key);
@@ -507,7 +535,8 @@ impl Drop for Server {
         // Every test server's log, so the logs of the whole run, must hold
         // no API key, no URL signature and no store secret.
         let mut secrets = vec!["fry_".to_owned(), "signature=".to_owned(), "X-Amz-Signature".to_owned()];
-        secrets.extend(std::env::var("FERRY_TEST_S3_SECRET_ACCESS_KEY").ok());
+        secrets.extend(std::env::var("FERRY_TEST_S3_SECRET_ACCESS_KEY").ok().filter(|s| !s.is_empty()));
+        secrets.extend(self.bucket.as_ref().map(|b| b.store.secret_access_key.clone()));
         for secret in secrets {
             assert!(!log.contains(&secret), "the server's log holds `{secret}`");
         }

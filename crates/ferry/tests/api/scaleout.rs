@@ -5,6 +5,7 @@
 use serde_json::{Value, json};
 
 use crate::harness::*;
+use crate::services::OwnGarage;
 
 #[tokio::test]
 async fn each_step_of_an_upload_may_go_to_a_different_node() {
@@ -119,4 +120,50 @@ async fn losing_a_node_mid_upload_loses_nothing() {
     let rest = resumed.put_all(&data).await;
     client.complete_checked(&resumed, rest, &data).await.assert_ok();
     assert_eq!(sha256(&client.download("survivor.bin").await.body), sha256(&data));
+}
+
+/// A three-node Garage keeping every object on all three loses a node
+/// mid-upload: writes still reach a quorum of two, so the uploads under way
+/// complete, new ones (the real client's too) go through, and every file
+/// reads back whole. The test brings its own cluster, so it runs two nodes
+/// on it whatever the suite's layout.
+#[tokio::test]
+async fn a_garage_node_lost_mid_upload_loses_nothing() {
+    let garage = OwnGarage::start(3);
+    let options = Options { layout: Layout::ScaleOut, s3: Some(garage.store.clone()), ..Options::default() };
+    let server = Server::start_with(options);
+    let client = server.client();
+    let mut under_way = Vec::new();
+    for i in 0..4u64 {
+        let data = bytes(2 * PART + 7, 300 + i);
+        let upload = client.start_upload(&format!("cluster-{i}.bin"), data.len()).await;
+        let first = json!({"part_number": 0, "part_token": put_part(&upload.parts()[0], &data).await});
+        under_way.push((upload, data, vec![first]));
+    }
+
+    garage.kill_node(2);
+    for (upload, data, tokens) in &mut under_way {
+        for part in &upload.parts()[1..] {
+            tokens.push(json!({"part_number": part["part_number"], "part_token": put_part(part, data).await}));
+        }
+        client.complete_checked(upload, json!(tokens), data).await.assert_ok();
+    }
+    let small = bytes(1000, 310);
+    client.simple_upload("cluster-small.bin", small.clone(), None).await.assert_ok();
+    let work = tempfile::tempdir().unwrap();
+    let fresh = bytes(3 * PART, 311);
+    std::fs::write(work.path().join("cluster-fresh.bin"), &fresh).unwrap();
+    let output = cli(&server, work.path(), &["upload"]).arg(work.path().join("cluster-fresh.bin")).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+
+    let mut expected: Vec<(String, &[u8])> =
+        under_way.iter().enumerate().map(|(i, (_, data, _))| (format!("cluster-{i}.bin"), &data[..])).collect();
+    expected.extend([("cluster-small.bin".to_owned(), &small[..]), ("cluster-fresh.bin".to_owned(), &fresh[..])]);
+    for (name, data) in expected {
+        for _ in 0..server.node_count() {
+            assert_eq!(sha256(&client.download(&name).await.body), sha256(data), "{name}");
+        }
+    }
+    let (consistent, report) = server.check();
+    assert!(consistent, "{report}");
 }
