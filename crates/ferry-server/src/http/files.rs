@@ -125,7 +125,7 @@ pub async fn delete(
 /// Upload a file whole: the first multipart part with a file name.
 pub async fn simple_upload(
     State(service): State<Arc<Service>>,
-    Org(org): Org,
+    org: Result<Org, ApiError>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<FileIdentity>, ApiError> {
@@ -138,12 +138,16 @@ pub async fn simple_upload(
 /// Upload a file whole, its part's content in base64.
 pub async fn base64_upload(
     State(service): State<Arc<Service>>,
-    Org(org): Org,
+    org: Result<Org, ApiError>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<FileIdentity>, ApiError> {
     upload(&service, org, &headers, body, Encoding::Base64).await
 }
+
+/// The most of a body read and thrown away for a caller whose key was not
+/// accepted, so that it can read the answer.
+const UNAUTHENTICATED_DRAIN: u64 = 64 * 1024 * 1024;
 
 /// Room for the multipart framing around the file in a body that is
 /// otherwise within the limit.
@@ -156,13 +160,22 @@ const MULTIPART_SLACK: u64 = 1024 * 1024;
 /// response, and would otherwise see a broken connection, not the 413.
 async fn upload(
     service: &Service,
-    org: ferry_core::ids::OrgId,
+    org: Result<Org, ApiError>,
     headers: &HeaderMap,
     body: Body,
     encoding: Encoding,
 ) -> Result<Json<FileIdentity>, ApiError> {
     let limit = service.max_simple_upload();
-    let drain_bound = limit.max(64 * 1024 * 1024);
+    let drain_bound = limit.max(UNAUTHENTICATED_DRAIN);
+    // A refused key, or a metadata store that is down (503), is answered
+    // after the body too; a caller without a key gets a smaller bound.
+    let org = match org {
+        Ok(Org(org)) => org,
+        Err(e) => {
+            drain(body.into_data_stream(), UNAUTHENTICATED_DRAIN).await;
+            return Err(e);
+        }
+    };
     let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let Ok(boundary) = multer::parse_boundary(content_type) else {
         return Err(ApiError::invalid_parameter(format!(

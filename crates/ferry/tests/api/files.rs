@@ -124,6 +124,42 @@ async fn an_upload_over_the_limit_is_413_even_for_a_client_that_sends_everything
     client.simple_upload("fits.bin", bytes(MIB - 200, 84), None).await.assert_ok();
 }
 
+#[tokio::test]
+async fn a_refused_key_is_answered_even_to_a_client_that_sends_everything_first() {
+    let server = Server::start();
+    let port = server.port();
+    for path in ["/v0.5/files", "/v0.5/files/base64"] {
+        // 32 MiB is more than the socket buffers hold: a server that answered
+        // without reading would leave this writer facing a closed connection.
+        let answer =
+            tokio::task::spawn_blocking(move || send_everything_then_read(port, path, 32 * MIB)).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+        assert!(answer.contains("invalid_api_key"), "{answer}");
+    }
+    assert!(server.blobs("staging").await.is_empty() && server.blobs("files").await.is_empty());
+}
+
+/// A client of the kind the spec warns of: it writes the whole request, an
+/// upload of `len` bytes under a key that does not exist, then reads.
+fn send_everything_then_read(port: u16, path: &str, len: usize) -> String {
+    use std::io::{Read, Write};
+    let key = ferry_core::api_key::ApiKey::generate().to_string();
+    let mut body = b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.bin\"\r\n\r\n".to_vec();
+    body.extend(bytes(len, 85));
+    body.extend(b"\r\n--b--\r\n");
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {key}\r\n\
+         Content-Type: multipart/form-data; boundary=b\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(&body).expect("the server closed the connection before it read the body");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).expect("the answer was lost");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
 async fn reply_of(request: reqwest::RequestBuilder) -> Reply {
     reply(request.send().await.unwrap()).await
 }
