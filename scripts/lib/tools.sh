@@ -29,3 +29,11 @@ install_fuzz_tools() {
   fi
   export PATH="$1/cargo-fuzz/bin:$PATH"
 }
+
+# wrk, the HTTP load generator the benchmarks drive the control plane
+# with, from Debian.
+install_wrk() {
+  command -v wrk >/dev/null && return
+  echo "scripts: installing wrk from Debian" >&2
+  apt-get install -y -q wrk >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null; }
+}

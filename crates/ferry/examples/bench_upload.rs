@@ -1,6 +1,7 @@
 //! Uploads one file through the direct-to-cloud workflow with N parts in
 //! flight and reports the wall time and the complete call's latency.
-//! Run by `bench/direct-upload.sh`; the real client arrives with the CLI.
+//! Run by `bench/run`, which needs the complete call timed on its own and
+//! 64 part PUTs in flight from one process.
 //!
 //! Usage: bench_upload URL API_KEY FILE [PARALLEL]
 
