@@ -30,10 +30,14 @@ install_fuzz_tools() {
   export PATH="$1/cargo-fuzz/bin:$PATH"
 }
 
-# wrk, the HTTP load generator the benchmarks drive the control plane
-# with, from Debian.
-install_wrk() {
-  command -v wrk >/dev/null && return
-  echo "scripts: installing wrk from Debian" >&2
-  apt-get install -y -q wrk >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null; }
+# What the benchmarks drive and measure with, from Debian: wrk, the HTTP
+# load generator, and GNU time for peak RSS.
+install_bench_tools() {
+  local missing=()
+  command -v wrk >/dev/null || missing+=(wrk)
+  [ -x /usr/bin/time ] || missing+=(time)
+  [ ${#missing[@]} -eq 0 ] && return
+  echo "scripts: installing ${missing[*]} from Debian" >&2
+  apt-get install -y -q "${missing[@]}" >/dev/null 2>&1 ||
+    { apt-get update -q >/dev/null && apt-get install -y -q "${missing[@]}" >/dev/null; }
 }
