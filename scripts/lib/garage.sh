@@ -53,7 +53,9 @@ TOML
   for i in $(seq 1 "$nodes"); do
     g="$garage_bin -c $garage_dir/$i/garage.toml"
     local tries=0
-    until id=$($g node id -q 2>/dev/null) && [ -n "$id" ]; do
+    # `node id` can answer from the key file before the node listens;
+    # `status` needs its RPC port.
+    until $g status > /dev/null 2>&1 && id=$($g node id -q 2>/dev/null) && [ -n "$id" ]; do
       tries=$((tries + 1))
       if [ $tries -gt 100 ] || ! kill -0 "${garage_pids[$((i - 1))]}" 2>/dev/null; then
         echo "scripts: Garage node $i did not start:" >&2; cat "$garage_dir/$i/log" >&2; return 1
