@@ -29,6 +29,33 @@ use crate::{BlobError, BlobInventory, BlobStore, ByteSource, ByteStream, Result,
 
 /// How long the URLs of ferry's own requests to the store live.
 const OWN_REQUEST_TTL: Duration = Duration::from_secs(300);
+
+/// A presigned ListMultipartUploads of the keys under `prefix`, which
+/// rusty-s3 does not offer. Public for the tests, which list what a store
+/// holds without going through ferry.
+pub fn presign_list_multipart_uploads(
+    bucket: &Bucket,
+    credentials: &Credentials,
+    prefix: &str,
+    ttl: Duration,
+) -> url::Url {
+    let mut url = bucket.base_url().clone();
+    url.set_query(None);
+    // The signer wants the query sorted by name.
+    let query = [("prefix", prefix), ("uploads", "")];
+    rusty_s3::signing::sign(
+        &jiff::Timestamp::now(),
+        rusty_s3::Method::Get,
+        url,
+        credentials.key(),
+        credentials.secret(),
+        None,
+        bucket.region(),
+        ttl.as_secs(),
+        query.into_iter(),
+        std::iter::empty::<(&str, &str)>(),
+    )
+}
 /// The part size of a simple upload sent on to the store: the smallest S3
 /// takes, since a part is held in memory until it is sent.
 const SIMPLE_UPLOAD_PART: usize = 5 * 1024 * 1024;
@@ -358,22 +385,7 @@ impl BlobStore for S3 {
                 None => break,
             }
         }
-        // rusty-s3 has no ListMultipartUploads: presign it by hand.
-        let mut url = self.bucket.base_url().clone();
-        url.set_query(None);
-        let query = [("prefix", prefix.as_str()), ("uploads", "")];
-        let url = rusty_s3::signing::sign(
-            &jiff::Timestamp::now(),
-            rusty_s3::Method::Get,
-            url,
-            self.credentials.key(),
-            self.credentials.secret(),
-            None,
-            self.bucket.region(),
-            OWN_REQUEST_TTL.as_secs(),
-            query.into_iter(),
-            std::iter::empty::<(&str, &str)>(),
-        );
+        let url = presign_list_multipart_uploads(&self.bucket, &self.credentials, &prefix, OWN_REQUEST_TTL);
         let (status, body) = self.send(Method::GET, url, None).await?;
         if !status.is_success() {
             return Err(Self::refused(status, &body));

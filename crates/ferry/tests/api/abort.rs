@@ -29,9 +29,7 @@ async fn abort_answers_200_empty_frees_the_staging_file_and_can_repeat() {
 
     client.part_urls(upload.id(), json!([0])).await.assert_error(404, "upload_not_found");
     client.complete(upload.id(), json!([])).await.assert_error(404, "upload_not_found");
-    let body = json!({"filename": "abort.bin", "file_type": "application/octet-stream",
-                      "num_bytes": data.len(), "resume_if_started": true});
-    let fresh = client.post("/v0.5/files/uploads/initiate", body).await.assert_ok();
+    let fresh = client.resume("abort.bin", data.len()).await.assert_ok();
     assert_eq!(fresh["is_resume"], false, "an aborted upload was resumed");
 }
 

@@ -40,9 +40,7 @@ async fn a_checkpoint_with_one_bad_token_checkpoints_nothing() {
     assert_eq!(reply.error_codes(), ["invalid_part_number", "invalid_part_token"]);
     assert!(reply.json()["errors"][1]["message"].as_str().unwrap().contains("part(s) 1-2 "));
     // Nothing was checkpointed: a resume lists every part again.
-    let body = json!({"filename": "atomic.bin", "file_type": "application/octet-stream",
-                      "num_bytes": data.len(), "resume_if_started": true});
-    let resumed = client.post("/v0.5/files/uploads/initiate", body).await.assert_ok();
+    let resumed = client.resume("atomic.bin", data.len()).await.assert_ok();
     assert_eq!(resumed["parts"].as_array().unwrap().len(), 3);
 }
 

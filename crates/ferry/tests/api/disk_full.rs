@@ -81,9 +81,7 @@ async fn a_full_disk_answers_507_keeps_nothing_partial_and_recovers_once_space_i
 
     // Space comes back: the same uploads complete.
     std::fs::remove_file(&filler).unwrap();
-    let body = json!({"filename": "big.bin", "file_type": "application/octet-stream",
-                      "num_bytes": data.len(), "resume_if_started": true});
-    let resumed = Upload(client.post("/v0.5/files/uploads/initiate", body).await.assert_ok());
+    let resumed = Upload(client.resume("big.bin", data.len()).await.assert_ok());
     assert_eq!(resumed.id(), upload.id());
     let rest = resumed.put_all(&data).await;
     let mut all = tokens.clone();

@@ -215,25 +215,8 @@ impl Bucket {
             action.with_prefix(prefix.clone());
             action.sign(std::time::Duration::from_secs(60))
         } else {
-            let mut url = self.bucket.base_url().clone();
-            url.query_pairs_mut().append_pair("uploads", "").append_pair("prefix", &prefix);
-            // The signer wants the query sorted by name.
-            let mut query: Vec<(String, String)> =
-                url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
-            query.sort();
-            url.set_query(None);
-            rusty_s3::signing::sign(
-                &jiff::Timestamp::now(),
-                rusty_s3::Method::Get,
-                url,
-                self.credentials.key(),
-                self.credentials.secret(),
-                None,
-                self.bucket.region(),
-                60,
-                query.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-                std::iter::empty::<(&str, &str)>(),
-            )
+            let ttl = std::time::Duration::from_secs(60);
+            ferry_blob::s3::presign_list_multipart_uploads(&self.bucket, &self.credentials, &prefix, ttl)
         };
         let body = http().get(url).send().await.unwrap().text().await.unwrap();
         let mut names: Vec<String> = body
@@ -640,6 +623,14 @@ impl Client {
             json!({"filename": name, "file_type": "application/octet-stream", "num_bytes": num_bytes}),
         )
         .await
+    }
+
+    /// An initiate with `resume_if_started`, as a client coming back after
+    /// a crash sends it.
+    pub async fn resume(&self, name: &str, num_bytes: usize) -> Reply {
+        let body = json!({"filename": name, "file_type": "application/octet-stream",
+                          "num_bytes": num_bytes, "resume_if_started": true});
+        self.post("/v0.5/files/uploads/initiate", body).await
     }
 
     pub async fn start_upload(&self, name: &str, num_bytes: usize) -> Upload {

@@ -90,9 +90,7 @@ async fn resume_returns_the_same_upload_with_only_the_parts_not_checkpointed() {
     // Part 2 is uploaded but never checkpointed: the server returns it again.
     put_part(&first.parts()[2], &data).await;
 
-    let body = json!({"filename": "resume.bin", "file_type": "application/octet-stream",
-                      "num_bytes": data.len(), "resume_if_started": true});
-    let resumed = client.post("/v0.5/files/uploads/initiate", body).await.assert_ok();
+    let resumed = client.resume("resume.bin", data.len()).await.assert_ok();
     assert_eq!(resumed["is_resume"], true);
     assert_eq!(resumed["upload_id"], first.id());
     assert_eq!(resumed["file_uid"], first.0["file_uid"]);

@@ -24,9 +24,7 @@ async fn another_orgs_ids_answer_404_on_every_route() {
     let head = stranger.call(Method::HEAD, "/v0.5/files/download/private.bin", None).await;
     assert_eq!(head.status, 404);
     // Resuming by name does not reach into another org either.
-    let body = json!({"filename": "open.bin", "file_type": "application/octet-stream",
-                      "num_bytes": data.len(), "resume_if_started": true});
-    assert_eq!(stranger.post("/v0.5/files/uploads/initiate", body).await.assert_ok()["is_resume"], false);
+    assert_eq!(stranger.resume("open.bin", data.len()).await.assert_ok()["is_resume"], false);
 
     // The owner's upload was untouched by all of that.
     owner.complete(id, tokens).await.assert_ok();

@@ -29,9 +29,7 @@ async fn after_a_sigkill_a_restarted_server_resumes_the_upload() {
     let temp = server.take_dir();
     let restarted = Server::start_in(&server.dir, Options { bootstrap_key: key, ..options() }, temp);
     let client = restarted.client();
-    let body = json!({"filename": "crash.bin", "file_type": "application/octet-stream",
-                      "num_bytes": data.len(), "resume_if_started": true});
-    let resumed = Upload(client.post("/v0.5/files/uploads/initiate", body).await.assert_ok());
+    let resumed = Upload(client.resume("crash.bin", data.len()).await.assert_ok());
     assert_eq!(resumed.id(), upload.id());
     assert_eq!(resumed.0["is_resume"], true);
     let remaining: Vec<u64> = resumed.parts().iter().map(|p| p["part_number"].as_u64().unwrap()).collect();

@@ -69,13 +69,10 @@ async fn two_resumes_at_once_get_the_same_upload() {
     let token = put_part(&first.parts()[0], &data).await;
     client.checkpoint(first.id(), json!([{"part_number": 0, "part_token": token}])).await.assert_ok();
     for _ in 0..5 {
-        let body = json!({"filename": "twice-resumed.bin", "file_type": "application/octet-stream",
-                          "num_bytes": data.len(), "resume_if_started": true});
-        let (a, b) = (client.clone(), client.clone());
-        let (body_a, body_b) = (body.clone(), body);
+        let (a, b, len) = (client.clone(), client.clone(), data.len());
         let (ra, rb) = tokio::join!(
-            tokio::spawn(async move { a.post("/v0.5/files/uploads/initiate", body_a).await }),
-            tokio::spawn(async move { b.post("/v0.5/files/uploads/initiate", body_b).await }),
+            tokio::spawn(async move { a.resume("twice-resumed.bin", len).await }),
+            tokio::spawn(async move { b.resume("twice-resumed.bin", len).await }),
         );
         for reply in [ra.unwrap().assert_ok(), rb.unwrap().assert_ok()] {
             assert_eq!((reply["upload_id"].as_str(), reply["is_resume"].as_bool()), (Some(first.id()), Some(true)));
@@ -111,9 +108,7 @@ async fn losing_a_node_mid_upload_loses_nothing() {
         _restarted = Server::start_in(&server.dir, options(), temp);
         _restarted.client()
     };
-    let body = json!({"filename": "survivor.bin", "file_type": "application/octet-stream",
-                      "num_bytes": data.len(), "resume_if_started": true});
-    let resumed = Upload(client.post("/v0.5/files/uploads/initiate", body).await.assert_ok());
+    let resumed = Upload(client.resume("survivor.bin", data.len()).await.assert_ok());
     assert_eq!(resumed.id(), upload.id());
     let remaining: Vec<u64> = resumed.parts().iter().map(|p| p["part_number"].as_u64().unwrap()).collect();
     assert_eq!(remaining, [2, 3, 4]);
