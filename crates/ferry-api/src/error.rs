@@ -47,6 +47,10 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// A `Range` no byte of the file satisfies (also outside the table).
     RangeNotSatisfiable,
+    /// A request target longer than the server's limit (outside the table).
+    UrlTooLong,
+    /// More header lines or bytes than the server's limit (outside the table).
+    HeadersTooLarge,
     UploadCompleted,
     UploadConflict,
     PartUploadInProgress,
@@ -59,7 +63,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    const ALL: [ErrorCode; 27] = {
+    const ALL: [ErrorCode; 29] = {
         use ErrorCode::*;
         [
             MissingParameter,
@@ -82,6 +86,8 @@ impl ErrorCode {
             RouteNotFound,
             MethodNotAllowed,
             RangeNotSatisfiable,
+            UrlTooLong,
+            HeadersTooLarge,
             UploadCompleted,
             UploadConflict,
             PartUploadInProgress,
@@ -115,6 +121,8 @@ impl ErrorCode {
             RouteNotFound => "route_not_found",
             MethodNotAllowed => "method_not_allowed",
             RangeNotSatisfiable => "range_not_satisfiable",
+            UrlTooLong => "url_too_long",
+            HeadersTooLarge => "headers_too_large",
             UploadCompleted => "upload_completed",
             UploadConflict => "upload_conflict",
             PartUploadInProgress => "part_upload_in_progress",
@@ -146,6 +154,8 @@ impl ErrorCode {
             UploadCompleted | UploadConflict | PartUploadInProgress => 409,
             FileTooLarge => 413,
             RangeNotSatisfiable => 416,
+            UrlTooLong => 414,
+            HeadersTooLarge => 431,
             RateLimited => 429,
             CapacityReached => 507,
             ServiceUnavailable => 503,

@@ -22,7 +22,7 @@ use futures_core::Stream;
 pub mod local;
 pub mod s3;
 
-pub use local::{LocalDisk, PartWriter};
+pub use local::{LocalDisk, PartClaim, PartWriter, Seal};
 pub use s3::{S3, S3Config};
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +47,10 @@ pub enum BlobError {
     /// The store answered something unexpected.
     #[error("the store failed: {0}")]
     Store(String),
+    /// The store is busy or cannot be reached, and retrying did not help
+    /// in time: the request may succeed later.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
     #[error("blob store I/O failure: {0}")]
     Io(#[from] std::io::Error),
     /// The stream of bytes to store failed (the client's body broke off).
@@ -122,7 +126,7 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Turns an upload's parts, in order with their tokens, into the file.
     /// Idempotent: after a crash between this and the metadata commit,
     /// calling it again is safe.
-    async fn complete_upload(&self, upload: StoreUpload<'_>, parts: &[(u32, PartToken)]) -> Result<()>;
+    async fn complete_upload(&self, upload: StoreUpload<'_>, parts: &BTreeMap<u32, PartToken>) -> Result<()>;
 
     /// Stores a whole file of at most `max_len` bytes from a stream. The
     /// file exists under `file_uid` only once all its bytes are durable; on
@@ -136,6 +140,9 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Deletes what a deletion-queue key names. Deleting what is already
     /// gone succeeds.
     async fn delete(&self, key: &BlobKey) -> Result<()>;
+
+    /// The size of file `file_uid`, or `None` if the store has no such file.
+    async fn file_size(&self, file_uid: &FileUid) -> Result<Option<u64>>;
 
     /// Streams bytes `range` of file `file_uid`.
     async fn read(&self, file_uid: &FileUid, range: Range<u64>) -> Result<ByteStream>;

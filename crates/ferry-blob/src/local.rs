@@ -2,15 +2,17 @@
 //!
 //! An upload is one staging file, `staging/<upload id>`, sized at initiate.
 //! Each part PUT writes its bytes in place at the part's offset and
-//! `fdatasync`s before it reports success (design §4). Completing renames
-//! the staging file to `files/<file uid>`: no byte is copied, so completing
-//! costs the same for 1 MiB and 100 GiB.
+//! `fdatasync`s before it reports success. Completing renames the staging
+//! file to `files/<file uid>`: no byte is copied, so completing costs the
+//! same for 1 MiB and 100 GiB.
 //!
-//! Which PUTs are streaming is kept in process memory, which is right here
-//! and only here: the bytes are on this machine's disk, so only this process
-//! can write them. It enforces two rules the metadata store cannot:
-//! two PUTs of one part never interleave, and no PUT writes into a staging
-//! file while a complete renames it.
+//! Which PUTs and completes are under way is kept in process memory, which
+//! is right here and only here: the bytes are on this machine's disk, so
+//! only this process can write them. It enforces what the metadata store
+//! cannot: two PUTs of one part never interleave, and a complete seals the
+//! upload from before it reads the part records until after it commits, so
+//! no PUT can change a part between the check and the registration. A PUT
+//! holds its claim on the part until the part is recorded.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
@@ -125,47 +127,65 @@ impl LocalDisk {
         Ok(Self { shared: Arc::new(Shared { staging, files, activity: Mutex::default() }) })
     }
 
-    /// Starts a PUT of one part. Fails at once if another PUT of the part is
-    /// streaming or the upload is being completed, before a byte is read.
-    pub async fn begin_part(&self, upload_id: &UploadId, range: PartRange) -> Result<PartWriter> {
+    /// Claims one part for a PUT: refused at once, before a byte is read,
+    /// while another PUT of the part is under way or the upload is sealed
+    /// by a complete. The claim lasts until the PUT has recorded the part
+    /// (dropping it ends the PUT), so a complete never seals an upload
+    /// between a part's bytes landing and its record being written.
+    pub fn claim_part(&self, upload_id: &UploadId, part_number: u32) -> Result<PartClaim> {
         let write_turn = {
             let mut map = self.shared.activity();
             let activity = map.entry(*upload_id).or_default();
             if activity.completing {
                 return Err(BlobError::UploadSealed);
             }
-            if !activity.parts_in_flight.insert(range.part_number) {
+            if !activity.parts_in_flight.insert(part_number) {
                 return Err(BlobError::PartInProgress);
             }
             activity.write_turn.clone()
         };
-        let guard = PartGuard { shared: self.shared.clone(), upload_id: *upload_id, part_number: range.part_number };
-        let path = self.shared.staging_path(upload_id);
-        let file = blocking(move || match OpenOptions::new().write(true).open(path) {
-            Ok(file) => Ok(file),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(BlobError::UploadGone),
-            Err(e) => Err(BlobError::from_io(e)),
-        })
-        .await?;
-        Ok(PartWriter(Writer {
-            sink: Some(Sink::new(file, range.offset, Some(guard), write_turn)),
-            received: 0,
-            limit: range.length,
-        }))
+        Ok(PartClaim { shared: self.shared.clone(), upload_id: *upload_id, part_number, write_turn })
+    }
+
+    /// Seals an upload for a complete: refused while a part is claimed
+    /// ([`BlobError::PartInProgress`]) or another complete holds the seal
+    /// ([`BlobError::UploadSealed`]); while it is held no part can be
+    /// claimed. The complete reads the part records, places the file and
+    /// commits under it, so the bytes it registers are the ones it checked.
+    pub fn seal(&self, upload_id: &UploadId) -> Result<Seal> {
+        let mut map = self.shared.activity();
+        let activity = map.entry(*upload_id).or_default();
+        if activity.completing {
+            return Err(BlobError::UploadSealed);
+        }
+        if !activity.parts_in_flight.is_empty() {
+            return Err(BlobError::PartInProgress);
+        }
+        activity.completing = true;
+        Ok(Seal { shared: self.shared.clone(), upload_id: *upload_id })
     }
 }
 
-/// Holds a part's place among the PUTs in flight; dropping it frees the
-/// place. It lives inside the writer's sink, which travels into each
-/// blocking write, so the place is held until the last write has landed,
-/// even if the client went away and the request was dropped mid-write.
-struct PartGuard {
+/// One part's place among the PUTs in flight; dropping it frees the place.
+/// Once the writer is open it lives inside the writer's sink, which travels
+/// into each blocking write, so the place is held until the last write has
+/// landed even if the client went away and the request was dropped
+/// mid-write; [`PartWriter::finish`] hands it back to be held until the
+/// part is recorded.
+pub struct PartClaim {
     shared: Arc<Shared>,
     upload_id: UploadId,
     part_number: u32,
+    write_turn: Arc<Mutex<()>>,
 }
 
-impl Drop for PartGuard {
+impl std::fmt::Debug for PartClaim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartClaim").field("upload_id", &self.upload_id).field("part_number", &self.part_number).finish()
+    }
+}
+
+impl Drop for PartClaim {
     fn drop(&mut self) {
         let part = self.part_number;
         self.shared.release(&self.upload_id, |a| {
@@ -174,15 +194,99 @@ impl Drop for PartGuard {
     }
 }
 
-/// Holds an upload sealed while a complete renames its staging file.
-struct CompleteGuard {
+impl PartClaim {
+    /// Opens the upload's staging file to write the part's `range`.
+    ///
+    /// A staging file found renamed to its file (`files/<file uid>`) is an
+    /// interrupted complete's: a crash, or a commit that failed, after the
+    /// rename. The caller has just read the upload as active, and no
+    /// complete can be between its rename and its commit while a part is
+    /// claimed, so the rename was never committed and is undone, which
+    /// makes the upload whole again.
+    pub async fn open(self, file_uid: &FileUid, range: PartRange) -> Result<PartWriter> {
+        let staging = self.shared.staging_path(&self.upload_id);
+        let placed = self.shared.file_path(file_uid);
+        let dirs = [self.shared.staging.clone(), self.shared.files.clone()];
+        let file = blocking(move || {
+            let open = || OpenOptions::new().write(true).open(&staging);
+            match open() {
+                Ok(file) => return Ok(file),
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(BlobError::from_io(e)),
+                Err(_) => {}
+            }
+            match fs::rename(&placed, &staging) {
+                Ok(()) => {
+                    for dir in &dirs {
+                        sync_dir(dir).map_err(BlobError::from_io)?;
+                    }
+                    tracing::info!(path = %staging.display(), "restored the staging file of an interrupted complete");
+                }
+                // Another part's PUT may have restored it just now.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(BlobError::from_io(e)),
+            }
+            match open() {
+                Ok(file) => Ok(file),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(BlobError::UploadGone),
+                Err(e) => Err(BlobError::from_io(e)),
+            }
+        })
+        .await?;
+        let write_turn = self.write_turn.clone();
+        Ok(PartWriter(Writer {
+            sink: Some(Sink::new(file, range.offset, Some(self), write_turn)),
+            received: 0,
+            limit: range.length,
+        }))
+    }
+}
+
+/// An upload sealed for a complete; dropping it unseals.
+pub struct Seal {
     shared: Arc<Shared>,
     upload_id: UploadId,
 }
 
-impl Drop for CompleteGuard {
+impl Drop for Seal {
     fn drop(&mut self) {
         self.shared.release(&self.upload_id, |a| a.completing = false);
+    }
+}
+
+impl Seal {
+    /// Turns the staging file into the file `file_uid` (a rename, made
+    /// durable). Idempotent: a staging file renamed by an earlier attempt
+    /// that was never committed is already in place.
+    pub async fn place(&self, file_uid: &FileUid) -> Result<()> {
+        let from = self.shared.staging_path(&self.upload_id);
+        let to = self.shared.file_path(file_uid);
+        let dir = self.shared.files.clone();
+        blocking(move || {
+            match fs::rename(&from, &to) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && to.exists() => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(BlobError::UploadGone),
+                Err(e) => return Err(BlobError::from_io(e)),
+            }
+            sync_dir(&dir).map_err(BlobError::from_io)
+        })
+        .await
+    }
+
+    /// Undoes [`Seal::place`] for a commit that was refused, so that the
+    /// upload takes parts again.
+    pub async fn unplace(&self, file_uid: &FileUid) -> Result<()> {
+        let from = self.shared.file_path(file_uid);
+        let to = self.shared.staging_path(&self.upload_id);
+        let dirs = [self.shared.staging.clone(), self.shared.files.clone()];
+        blocking(move || {
+            fs::rename(&from, &to).map_err(BlobError::from_io)?;
+            for dir in &dirs {
+                sync_dir(dir).map_err(BlobError::from_io)?;
+            }
+            Ok(())
+        })
+        .await
     }
 }
 
@@ -195,21 +299,21 @@ struct Sink {
     hasher: PartHasher,
     buffer: Vec<u8>,
     /// A part's place among the PUTs in flight, released when the sink is.
-    _guard: Option<PartGuard>,
+    claim: Option<PartClaim>,
     /// The upload's write turn ([`Activity::write_turn`]); a simple
     /// upload's file has a writer of its own and a turn of its own.
     write_turn: Arc<Mutex<()>>,
 }
 
 impl Sink {
-    fn new(file: File, offset: u64, guard: Option<PartGuard>, write_turn: Arc<Mutex<()>>) -> Box<Self> {
+    fn new(file: File, offset: u64, claim: Option<PartClaim>, write_turn: Arc<Mutex<()>>) -> Box<Self> {
         Box::new(Self {
             file,
             offset,
             written: 0,
             hasher: PartHasher::default(),
             buffer: Vec::with_capacity(WRITE_BUFFER),
-            _guard: guard,
+            claim,
             write_turn,
         })
     }
@@ -300,13 +404,16 @@ impl PartWriter {
     }
 
     /// Writes what is buffered and makes the part durable. Checks the body
-    /// was exactly the part's length.
-    pub async fn finish(mut self) -> Result<PartDigest> {
+    /// was exactly the part's length. Hands back the part's claim, to be
+    /// held until the part is recorded.
+    pub async fn finish(mut self) -> Result<(PartDigest, PartClaim)> {
         let expected = self.0.limit;
         if self.0.received != expected {
             return Err(BlobError::TooShort { received: self.0.received, expected });
         }
-        self.0.finish().await
+        let digest = self.0.finish().await?;
+        let claim = self.0.sink.as_mut().and_then(|sink| sink.claim.take()).ok_or(BlobError::UploadGone)?;
+        Ok((digest, claim))
     }
 }
 
@@ -350,35 +457,8 @@ impl BlobStore for LocalDisk {
         Ok(None)
     }
 
-    async fn complete_upload(&self, upload: StoreUpload<'_>, _parts: &[(u32, PartToken)]) -> Result<()> {
-        let (upload_id, file_uid) = (&upload.upload_id, &upload.file_uid);
-        {
-            let mut map = self.shared.activity();
-            let activity = map.entry(*upload_id).or_default();
-            if activity.completing {
-                return Err(BlobError::UploadSealed);
-            }
-            if !activity.parts_in_flight.is_empty() {
-                return Err(BlobError::PartInProgress);
-            }
-            activity.completing = true;
-        }
-        let guard = CompleteGuard { shared: self.shared.clone(), upload_id: *upload_id };
-        let from = self.shared.staging_path(upload_id);
-        let to = self.shared.file_path(file_uid);
-        let dir = self.shared.files.clone();
-        blocking(move || {
-            let _guard = guard;
-            match fs::rename(&from, &to) {
-                Ok(()) => {}
-                // Renamed already by an earlier attempt that was not committed.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound && to.exists() => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(BlobError::UploadGone),
-                Err(e) => return Err(BlobError::from_io(e)),
-            }
-            sync_dir(&dir).map_err(BlobError::from_io)
-        })
-        .await
+    async fn complete_upload(&self, upload: StoreUpload<'_>, _parts: &BTreeMap<u32, PartToken>) -> Result<()> {
+        self.seal(&upload.upload_id)?.place(&upload.file_uid).await
     }
 
     async fn write_file(&self, file_uid: &FileUid, max_len: u64, mut bytes: ByteSource<'_>) -> Result<PartDigest> {
@@ -461,6 +541,16 @@ impl BlobStore for LocalDisk {
                 }
             }
             Ok(inventory)
+        })
+        .await
+    }
+
+    async fn file_size(&self, file_uid: &FileUid) -> Result<Option<u64>> {
+        let path = self.shared.file_path(file_uid);
+        blocking(move || match fs::metadata(path) {
+            Ok(metadata) => Ok(Some(metadata.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(BlobError::from_io(e)),
         })
         .await
     }

@@ -8,12 +8,20 @@
 //! itself rounded to a time bucket, so every request inside one bucket gets
 //! the identical URL (design §5). S3 numbers parts from 1, ferry from 0;
 //! the translation happens here and nowhere else.
+//!
+//! A busy or failing store is normal (S3 answers 503 SlowDown when asked
+//! too fast): every request ferry makes is retried with exponential backoff
+//! and jitter while the store answers 5xx, and while the network fails it
+//! if sending it again is harmless. When the retries run out the caller
+//! gets [`BlobError::Unavailable`], which clients see as 503 with
+//! `Retry-After`. Listings follow the store's pagination markers.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use backon::BackoffBuilder;
 use bytes::{Bytes, BytesMut};
 use ferry_core::blob_key::BlobKey;
 use ferry_core::checksum::{PartDigest, PartHasher};
@@ -21,6 +29,7 @@ use ferry_core::ids::{FileUid, UploadId};
 use ferry_core::token::PartToken;
 use ferry_core::upload::RecordedPart;
 use futures_util::{StreamExt, TryStreamExt};
+use instant_xml::FromXml;
 use reqwest::{Method, StatusCode};
 use rusty_s3::actions::{CompleteMultipartUpload, CreateMultipartUpload, ListObjectsV2, ListParts};
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
@@ -31,18 +40,34 @@ use crate::{BlobError, BlobInventory, BlobStore, ByteSource, ByteStream, Result,
 const OWN_REQUEST_TTL: Duration = Duration::from_secs(300);
 
 /// A presigned ListMultipartUploads of the keys under `prefix`, which
-/// rusty-s3 does not offer. Public for the tests, which list what a store
-/// holds without going through ferry.
+/// rusty-s3 does not offer, from the markers of the page before (if any).
+/// Public for the tests, which list what a store holds without going
+/// through ferry.
 pub fn presign_list_multipart_uploads(
     bucket: &Bucket,
     credentials: &Credentials,
     prefix: &str,
+    page: Option<(&str, &str, usize)>,
     ttl: Duration,
 ) -> url::Url {
     let mut url = bucket.base_url().clone();
     url.set_query(None);
+    let max_uploads;
     // The signer wants the query sorted by name.
-    let query = [("prefix", prefix), ("uploads", "")];
+    let mut query = vec![("prefix", prefix), ("uploads", "")];
+    if let Some((key_marker, upload_id_marker, page_size)) = page {
+        max_uploads = page_size.to_string();
+        query.push(("max-uploads", max_uploads.as_str()));
+        if !key_marker.is_empty() {
+            query.push(("key-marker", key_marker));
+        }
+        // Garage gives no upload id marker; each key has one upload here,
+        // so the key marker alone continues the listing.
+        if !upload_id_marker.is_empty() {
+            query.push(("upload-id-marker", upload_id_marker));
+        }
+    }
+    query.sort();
     rusty_s3::signing::sign(
         &jiff::Timestamp::now(),
         rusty_s3::Method::Get,
@@ -56,6 +81,42 @@ pub fn presign_list_multipart_uploads(
         std::iter::empty::<(&str, &str)>(),
     )
 }
+
+const S3_XML_NS: &str = "http://s3.amazonaws.com/doc/2006-03-01/";
+
+/// One page of a ListMultipartUploads answer.
+#[derive(Debug, FromXml)]
+#[xml(rename = "ListMultipartUploadsResult", ns(S3_XML_NS))]
+struct MultipartUploads {
+    uploads: Vec<MultipartUpload>,
+    #[xml(rename = "IsTruncated")]
+    is_truncated: Option<bool>,
+    #[xml(rename = "NextKeyMarker")]
+    next_key_marker: Option<String>,
+    #[xml(rename = "NextUploadIdMarker")]
+    next_upload_id_marker: Option<String>,
+}
+
+#[derive(Debug, FromXml)]
+#[xml(rename = "Upload", ns(S3_XML_NS))]
+struct MultipartUpload {
+    #[xml(rename = "Key")]
+    key: String,
+}
+
+/// An S3 error document; only its code matters here.
+#[derive(Debug, FromXml)]
+#[xml(rename = "Error")]
+struct ErrorDocument {
+    #[xml(rename = "Code")]
+    code: String,
+}
+
+/// The `<Code>` of an S3 error document.
+fn error_code(body: &str) -> Option<String> {
+    instant_xml::from_str::<ErrorDocument>(body).ok().map(|e| e.code)
+}
+
 /// The part size of a simple upload sent on to the store: the smallest S3
 /// takes, since a part is held in memory until it is sent.
 const SIMPLE_UPLOAD_PART: usize = 5 * 1024 * 1024;
@@ -73,6 +134,15 @@ pub struct S3Config {
     pub secret_access_key: String,
     /// The lifetime of part URLs (the server's `--url-ttl`).
     pub url_ttl: Duration,
+    /// Entries asked for per page of a listing (S3's own default is 1,000).
+    pub page_size: u16,
+    /// How long to keep retrying a request the store fails, in all.
+    pub retry_for: Duration,
+}
+
+impl S3Config {
+    pub const DEFAULT_PAGE_SIZE: u16 = 1000;
+    pub const DEFAULT_RETRY_FOR: Duration = Duration::from_secs(5);
 }
 
 pub struct S3 {
@@ -80,16 +150,37 @@ pub struct S3 {
     credentials: Credentials,
     prefix: String,
     url_ttl: Duration,
+    page_size: u16,
+    retry_for: Duration,
     http: reqwest::Client,
+}
+
+/// Whether a request may be sent again after the network failed it, when
+/// it is unknown whether the store received it. Any request may be sent
+/// again after the store answered 5xx: that answer changed nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resend {
+    /// Sending it twice has the effect of sending it once.
+    Always,
+    /// A second one could leave something behind (a second multipart
+    /// upload nobody knows of).
+    OnlyIfRefused,
+}
+
+/// What a finished request gave: the answer, or why there is none.
+enum Sent {
+    Answer(reqwest::Response),
+    Failed(reqwest::Error),
 }
 
 fn store_error(e: impl std::fmt::Display) -> BlobError {
     BlobError::Store(e.to_string())
 }
 
-/// The `<Code>` of an S3 error document.
-fn error_code(body: &str) -> Option<&str> {
-    body.split("<Code>").nth(1)?.split("</Code>").next()
+/// A failed exchange with the store, without its URL: a presigned URL
+/// carries a signature, which must never reach a log or a client.
+fn transport_error(e: reqwest::Error) -> BlobError {
+    BlobError::Store(e.without_url().to_string())
 }
 
 impl S3 {
@@ -108,6 +199,8 @@ impl S3 {
             credentials: Credentials::new(config.access_key_id, config.secret_access_key),
             prefix: config.prefix,
             url_ttl: config.url_ttl,
+            page_size: config.page_size.max(1),
+            retry_for: config.retry_for,
             http,
         })
     }
@@ -116,22 +209,77 @@ impl S3 {
         format!("{}files/{file_uid}", self.prefix)
     }
 
-    /// Sends one of ferry's own requests and returns the answer's body;
-    /// an error answer becomes a [`BlobError`] naming the store's code.
-    async fn send(&self, method: Method, url: url::Url, body: Option<Bytes>) -> Result<(StatusCode, Bytes)> {
-        let mut request = self.http.request(method, url);
-        if let Some(body) = body {
-            request = request.body(body);
+    /// Sends one of ferry's own requests, retrying while the store fails
+    /// it (5xx, SlowDown) or, if `resend` allows, the network does; then
+    /// returns the store's answer, whatever its status.
+    async fn request(
+        &self,
+        method: Method,
+        url: url::Url,
+        body: Option<Bytes>,
+        headers: &[(&str, String)],
+        resend: Resend,
+    ) -> Result<reqwest::Response> {
+        let mut delays = backon::ExponentialBuilder::default()
+            .with_jitter()
+            .with_min_delay(Duration::from_millis(100))
+            .with_max_delay(Duration::from_secs(2))
+            .with_total_delay(Some(self.retry_for))
+            .without_max_times()
+            .build();
+        loop {
+            let mut request = self.http.request(method.clone(), url.clone());
+            for (name, value) in headers {
+                request = request.header(*name, value);
+            }
+            if let Some(body) = &body {
+                request = request.body(body.clone());
+            }
+            let sent = match request.send().await {
+                Ok(response) => Sent::Answer(response),
+                Err(e) => Sent::Failed(e.without_url()),
+            };
+            let transient = match &sent {
+                Sent::Answer(response) => response.status().is_server_error(),
+                Sent::Failed(e) => resend == Resend::Always || e.is_connect(),
+            };
+            let Some(delay) = delays.next().filter(|_| transient) else {
+                return match sent {
+                    Sent::Answer(response) if response.status().is_server_error() => {
+                        let status = response.status();
+                        let body = response.bytes().await.unwrap_or_default();
+                        let text = String::from_utf8_lossy(&body);
+                        let code = error_code(&text).unwrap_or_default();
+                        Err(BlobError::Unavailable(format!("the store answered {status} {code}")))
+                    }
+                    Sent::Answer(response) => Ok(response),
+                    Sent::Failed(e) if transient || e.is_timeout() => {
+                        Err(BlobError::Unavailable(format!("the store cannot be reached: {e}")))
+                    }
+                    Sent::Failed(e) => Err(transport_error(e)),
+                };
+            };
+            let what = match &sent {
+                Sent::Answer(response) => response.status().to_string(),
+                Sent::Failed(e) => e.to_string(),
+            };
+            tracing::debug!(%method, what, ?delay, "retrying a request the store failed");
+            tokio::time::sleep(delay).await;
         }
-        let response = request.send().await.map_err(store_error)?;
+    }
+
+    /// [`S3::request`] for an answer whose body is small: returns its
+    /// status and body.
+    async fn send(&self, method: Method, url: url::Url, body: Option<Bytes>) -> Result<(StatusCode, Bytes)> {
+        let response = self.request(method, url, body, &[], Resend::Always).await?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(store_error)?;
+        let bytes = response.bytes().await.map_err(transport_error)?;
         Ok((status, bytes))
     }
 
     fn refused(status: StatusCode, body: &[u8]) -> BlobError {
         let text = String::from_utf8_lossy(body);
-        BlobError::Store(format!("{status}: {}", error_code(&text).unwrap_or(&text)))
+        BlobError::Store(format!("{status}: {}", error_code(&text).unwrap_or_else(|| text.into_owned())))
     }
 
     async fn abort(&self, key: &str, store_upload_id: Option<&str>) -> Result<()> {
@@ -154,7 +302,7 @@ impl S3 {
 
     async fn object_size(&self, key: &str) -> Result<Option<u64>> {
         let url = self.bucket.head_object(Some(&self.credentials), key).sign(OWN_REQUEST_TTL);
-        let response = self.http.head(url).send().await.map_err(store_error)?;
+        let response = self.request(Method::HEAD, url, None, &[], Resend::Always).await?;
         match response.status() {
             StatusCode::NOT_FOUND => Ok(None),
             status if status.is_success() => Ok(response.content_length()),
@@ -164,7 +312,9 @@ impl S3 {
 
     async fn create_multipart(&self, key: &str) -> Result<String> {
         let url = self.bucket.create_multipart_upload(Some(&self.credentials), key).sign(OWN_REQUEST_TTL);
-        let (status, body) = self.send(Method::POST, url, None).await?;
+        let response = self.request(Method::POST, url, None, &[], Resend::OnlyIfRefused).await?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(transport_error)?;
         if !status.is_success() {
             return Err(Self::refused(status, &body));
         }
@@ -176,10 +326,10 @@ impl S3 {
     async fn put_part(&self, key: &str, store_upload_id: &str, number: u16, bytes: Bytes) -> Result<String> {
         let action = self.bucket.upload_part(Some(&self.credentials), key, number, store_upload_id);
         let url = action.sign(OWN_REQUEST_TTL);
-        let response = self.http.put(url).body(bytes).send().await.map_err(store_error)?;
+        let response = self.request(Method::PUT, url, Some(bytes), &[], Resend::Always).await?;
         let status = response.status();
         let etag = response.headers().get(reqwest::header::ETAG).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let body = response.bytes().await.map_err(store_error)?;
+        let body = response.bytes().await.map_err(transport_error)?;
         match etag {
             Some(etag) if status.is_success() => Ok(etag),
             _ => Err(Self::refused(status, &body)),
@@ -203,8 +353,8 @@ impl S3 {
             return Ok(());
         }
         match error_code(&text) {
-            Some("InvalidPart" | "InvalidPartOrder" | "EntityTooSmall") => {
-                Err(BlobError::InvalidParts(error_code(&text).unwrap_or_default().to_owned()))
+            Some(code) if matches!(code.as_str(), "InvalidPart" | "InvalidPartOrder" | "EntityTooSmall") => {
+                Err(BlobError::InvalidParts(code))
             }
             _ => Err(Self::refused(status, &answer)),
         }
@@ -215,7 +365,7 @@ impl S3 {
 impl BlobStore for S3 {
     async fn check(&self) -> Result<()> {
         let url = self.bucket.head_bucket(Some(&self.credentials)).sign(OWN_REQUEST_TTL);
-        let response = self.http.head(url).send().await.map_err(store_error)?;
+        let response = self.request(Method::HEAD, url, None, &[], Resend::Always).await?;
         if response.status().is_success() { Ok(()) } else { Err(Self::refused(response.status(), b"")) }
     }
 
@@ -251,6 +401,7 @@ impl BlobStore for S3 {
         let mut marker = None;
         loop {
             let mut action = self.bucket.list_parts(Some(&self.credentials), &key, id);
+            action.set_max_parts(self.page_size);
             if let Some(marker) = marker {
                 action.set_part_number_marker(marker);
             }
@@ -267,17 +418,18 @@ impl BlobStore for S3 {
                 let token = PartToken::from_wire(&part.etag);
                 parts.insert(part_number, RecordedPart { part_number, token, crc32c: None, num_bytes: part.size });
             }
+            // Kept by the parser only when the page is truncated.
             match listed.next_part_number_marker {
-                Some(next) if listed.parts.len() == listed.max_parts as usize => marker = Some(next),
-                _ => return Ok(Some(parts)),
+                Some(next) => marker = Some(next),
+                None => return Ok(Some(parts)),
             }
         }
     }
 
-    async fn complete_upload(&self, upload: StoreUpload<'_>, parts: &[(u32, PartToken)]) -> Result<()> {
+    async fn complete_upload(&self, upload: StoreUpload<'_>, parts: &BTreeMap<u32, PartToken>) -> Result<()> {
         let key = self.key(&upload.file_uid);
         let id = upload.store_upload_id.ok_or_else(|| BlobError::Store("the upload has no store id".into()))?;
-        let etags: Vec<String> = parts.iter().map(|(_, token)| token.to_etag()).collect();
+        let etags: Vec<String> = parts.values().map(PartToken::to_etag).collect();
         let etags: Vec<&str> = etags.iter().map(String::as_str).collect();
         match self.complete_multipart(&key, id, &etags).await {
             Err(BlobError::Store(why)) if why.contains("NoSuchUpload") => {
@@ -365,6 +517,7 @@ impl BlobStore for S3 {
         loop {
             let mut action = self.bucket.list_objects_v2(Some(&self.credentials));
             action.with_prefix(prefix.clone());
+            action.with_max_keys(self.page_size.into());
             if let Some(token) = &token {
                 action.with_continuation_token(token.clone());
             }
@@ -385,19 +538,34 @@ impl BlobStore for S3 {
                 None => break,
             }
         }
-        let url = presign_list_multipart_uploads(&self.bucket, &self.credentials, &prefix, OWN_REQUEST_TTL);
-        let (status, body) = self.send(Method::GET, url, None).await?;
-        if !status.is_success() {
-            return Err(Self::refused(status, &body));
-        }
-        let text = String::from_utf8_lossy(&body);
-        for key in text.split("<Key>").skip(1).filter_map(|rest| rest.split("</Key>").next()) {
-            match key.strip_prefix(&prefix).and_then(|name| name.parse::<FileUid>().ok()) {
-                Some(uid) => inventory.uploads_of_files.push(uid),
-                None => inventory.strangers.push(format!("(multipart upload) {key}")),
+        let (mut key_marker, mut upload_id_marker) = (String::new(), String::new());
+        loop {
+            let page = Some((key_marker.as_str(), upload_id_marker.as_str(), usize::from(self.page_size)));
+            let url = presign_list_multipart_uploads(&self.bucket, &self.credentials, &prefix, page, OWN_REQUEST_TTL);
+            let (status, body) = self.send(Method::GET, url, None).await?;
+            if !status.is_success() {
+                return Err(Self::refused(status, &body));
+            }
+            let listed: MultipartUploads =
+                instant_xml::from_str(&String::from_utf8_lossy(&body)).map_err(store_error)?;
+            for upload in &listed.uploads {
+                match upload.key.strip_prefix(&prefix).and_then(|name| name.parse::<FileUid>().ok()) {
+                    Some(uid) => inventory.uploads_of_files.push(uid),
+                    None => inventory.strangers.push(format!("(multipart upload) {}", upload.key)),
+                }
+            }
+            match (listed.is_truncated, listed.next_key_marker) {
+                (Some(true), Some(key)) if key != key_marker => {
+                    (key_marker, upload_id_marker) = (key, listed.next_upload_id_marker.unwrap_or_default())
+                }
+                _ => break,
             }
         }
         Ok(inventory)
+    }
+
+    async fn file_size(&self, file_uid: &FileUid) -> Result<Option<u64>> {
+        self.object_size(&self.key(file_uid)).await
     }
 
     async fn read(&self, file_uid: &FileUid, range: Range<u64>) -> Result<ByteStream> {
@@ -405,16 +573,11 @@ impl BlobStore for S3 {
             return Ok(Box::pin(futures_util::stream::empty()));
         }
         let url = self.bucket.get_object(Some(&self.credentials), &self.key(file_uid)).sign(OWN_REQUEST_TTL);
-        let response = self
-            .http
-            .get(url)
-            .header(reqwest::header::RANGE, format!("bytes={}-{}", range.start, range.end - 1))
-            .send()
-            .await
-            .map_err(store_error)?;
+        let bytes = format!("bytes={}-{}", range.start, range.end - 1);
+        let response = self.request(Method::GET, url, None, &[("range", bytes)], Resend::Always).await?;
         match response.status() {
             StatusCode::OK | StatusCode::PARTIAL_CONTENT => {
-                Ok(Box::pin(response.bytes_stream().map_err(std::io::Error::other)))
+                Ok(Box::pin(response.bytes_stream().map_err(|e| std::io::Error::other(e.without_url()))))
             }
             StatusCode::NOT_FOUND => Err(BlobError::NotFound),
             status => Err(Self::refused(status, &response.bytes().await.unwrap_or_default())),
@@ -436,6 +599,8 @@ mod tests {
             access_key_id: "GK1".into(),
             secret_access_key: "secret".into(),
             url_ttl: Duration::from_secs(3600),
+            page_size: S3Config::DEFAULT_PAGE_SIZE,
+            retry_for: S3Config::DEFAULT_RETRY_FOR,
         })
         .unwrap();
         let upload =

@@ -3,6 +3,7 @@
 //! scripts/test starts). Putting a part is the one thing done differently:
 //! into ferry's part writer, or to the store's presigned URL.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,6 +49,8 @@ fn s3() -> Backend {
         access_key_id: env("FERRY_TEST_S3_ACCESS_KEY_ID"),
         secret_access_key: env("FERRY_TEST_S3_SECRET_ACCESS_KEY"),
         url_ttl: Duration::from_secs(600),
+        page_size: S3Config::DEFAULT_PAGE_SIZE,
+        retry_for: S3Config::DEFAULT_RETRY_FOR,
     })
     .unwrap();
     Backend { store: Arc::new(store), kind: Kind::S3, _dir: None }
@@ -163,9 +166,10 @@ impl Upload {
         let part = Bytes::copy_from_slice(&self.bytes[range.offset as usize..range.end() as usize]);
         match &b.kind {
             Kind::Local(disk) => {
-                let mut writer = disk.begin_part(&self.upload_id, range).await.unwrap();
+                let mut writer =
+                    disk.claim_part(&self.upload_id, n).unwrap().open(&self.file_uid, range).await.unwrap();
                 writer.write(part).await.unwrap();
-                writer.finish().await.unwrap();
+                drop(writer.finish().await.unwrap());
                 // Local tokens are made by the server; the store needs none.
                 PartToken::from_wire("local")
             }
@@ -178,12 +182,11 @@ impl Upload {
         }
     }
 
-    async fn put_all(&self, b: &Backend) -> Vec<(u32, PartToken)> {
-        let mut tokens = Vec::new();
+    async fn put_all(&self, b: &Backend) -> BTreeMap<u32, PartToken> {
+        let mut tokens = BTreeMap::new();
         for n in (0..self.plan.num_parts).rev() {
-            tokens.push((n, self.put(b, n).await));
+            tokens.insert(n, self.put(b, n).await);
         }
-        tokens.reverse();
         tokens
     }
 }

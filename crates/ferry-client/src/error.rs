@@ -56,10 +56,13 @@ impl ClientError {
     }
 
     /// Whether the same request may succeed later: the network failed, or
-    /// the server said so (408, 429, 5xx). Everything else needs a change.
+    /// the server said so (408, 429, 5xx, and `part_upload_in_progress`: a
+    /// PUT and a complete of one upload met, and the one that waits goes
+    /// through once the other is done). Everything else needs a change.
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Transport(e) => !e.is_builder() && !e.is_redirect(),
+            Self::Api { .. } if self.code() == Some(ErrorCode::PartUploadInProgress) => true,
             Self::Api { status, .. } | Self::Unexpected { status, .. } => {
                 matches!(status, 408 | 429) || (500..600).contains(status)
             }
@@ -86,5 +89,23 @@ impl ClientError {
             Self::Api { retry_after, .. } => *retry_after,
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(status: u16, code: ErrorCode) -> ClientError {
+        let entry = ErrorEntry { code, message: "m".into(), suggestion: "s".into(), error_uid: "err-1".into() };
+        ClientError::Api { status, errors: vec![entry], retry_after: None }
+    }
+
+    #[test]
+    fn a_part_put_and_a_complete_that_met_are_retried_other_conflicts_are_not() {
+        assert!(api(409, ErrorCode::PartUploadInProgress).is_retryable());
+        assert!(api(503, ErrorCode::ServiceUnavailable).is_retryable());
+        assert!(!api(409, ErrorCode::UploadCompleted).is_retryable());
+        assert!(!api(400, ErrorCode::InvalidPartToken).is_retryable());
     }
 }

@@ -38,9 +38,63 @@ pub fn validate_file_name(name: &str) -> Result<(), InvalidFileName> {
     Ok(())
 }
 
+/// The longest org name.
+pub const MAX_ORG_NAME_CHARS: usize = 64;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidOrgName {
+    #[error("the org name is empty")]
+    Empty,
+    #[error("the org name is {0} characters long; the limit is {MAX_ORG_NAME_CHARS}")]
+    TooLong(usize),
+    #[error("the org name may hold only lowercase letters, digits, `.`, `_` and `-` (it has {0:?})")]
+    Character(char),
+    #[error("the org name may not be `.` or `..`")]
+    DotName,
+}
+
+/// Org names are typed by operators and shown in logs and listings: plain
+/// lowercase words, so that none is a path, a second line or a lookalike.
+pub fn validate_org_name(name: &str) -> Result<(), InvalidOrgName> {
+    if name.is_empty() {
+        return Err(InvalidOrgName::Empty);
+    }
+    let chars = name.chars().count();
+    if chars > MAX_ORG_NAME_CHARS {
+        return Err(InvalidOrgName::TooLong(chars));
+    }
+    if let Some(c) = name.chars().find(|c| !matches!(c, 'a'..='z' | '0'..='9' | '.' | '_' | '-')) {
+        return Err(InvalidOrgName::Character(c));
+    }
+    if name == "." || name == ".." {
+        return Err(InvalidOrgName::DotName);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn org_names_are_plain_lowercase_words() {
+        for name in ["default", "research", "ml-team.eu_2", "a", &"x".repeat(64)] {
+            assert_eq!(validate_org_name(name), Ok(()), "{name}");
+        }
+        let cases = [
+            ("", InvalidOrgName::Empty),
+            (&*"x".repeat(5000), InvalidOrgName::TooLong(5000)),
+            ("../x", InvalidOrgName::Character('/')),
+            ("a\nb", InvalidOrgName::Character('\n')),
+            ("Research", InvalidOrgName::Character('R')),
+            ("my org", InvalidOrgName::Character(' ')),
+            (".", InvalidOrgName::DotName),
+            ("..", InvalidOrgName::DotName),
+        ];
+        for (name, expected) in cases {
+            assert_eq!(validate_org_name(name), Err(expected), "{name:?}");
+        }
+    }
 
     #[test]
     fn accepts_ordinary_names() {

@@ -22,6 +22,7 @@ use ferry_core::checksum::Crc32c;
 use ferry_core::file::{FileStatus, MetadataStatus};
 use ferry_core::ids::{FileUid, KeyId, OrgId, UploadId};
 use ferry_core::plan::PartPlan;
+use ferry_core::token::PartToken;
 use ferry_core::upload::{ClaimProblems, RecordedPart, TokenClaim, UploadState};
 
 pub mod postgres;
@@ -39,6 +40,10 @@ pub enum MetaError {
     UploadNotFound,
     #[error("the upload is {}", .0.as_str())]
     UploadNotActive(UploadState),
+    /// A part's record changed after the complete checked it: the commit
+    /// was refused and nothing changed.
+    #[error("a part of the upload changed after the complete checked it")]
+    PartsChanged,
     #[error("an org named `{0}` already exists")]
     OrgExists(String),
     #[error("no org is named `{0}`")]
@@ -160,6 +165,10 @@ pub struct Registration {
     pub upload_id: UploadId,
     pub status: FileStatus,
     pub checksum_crc32c: Option<Crc32c>,
+    /// The part tokens the complete checked, when this store keeps the part
+    /// records (ferry takes the parts): the commit happens only if the
+    /// records are still exactly these, else [`MetaError::PartsChanged`].
+    pub verified_parts: Option<BTreeMap<u32, PartToken>>,
     pub now: UnixSeconds,
     /// Blob keys of files this registration displaces are queued for
     /// deletion no earlier than this, so downloads already under way finish.
@@ -261,7 +270,8 @@ pub trait MetadataStore: Send + Sync + 'static {
 
     /// Completes an active upload and registers its file in one transaction.
     /// Of several racing calls exactly one succeeds; the others get
-    /// [`MetaError::UploadNotActive`].
+    /// [`MetaError::UploadNotActive`]. With `verified_parts`, refuses
+    /// ([`MetaError::PartsChanged`]) unless the part records are those.
     async fn complete_upload(&self, registration: &Registration) -> Result<Registered>;
     async fn abort_upload(&self, org_id: &OrgId, upload_id: &UploadId, now: UnixSeconds) -> Result<AbortOutcome>;
 
@@ -347,4 +357,10 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// (its janitor died) is due again.
     async fn claim_blob_deletions(&self, now: UnixSeconds, lease_secs: i64, limit: usize) -> Result<Vec<BlobDeletion>>;
     async fn finish_blob_deletion(&self, id: BlobDeletionId) -> Result<()>;
+}
+
+/// Whether the part records are exactly the ones a complete verified.
+pub(crate) fn parts_unchanged(verified: &BTreeMap<u32, PartToken>, recorded: &BTreeMap<u32, RecordedPart>) -> bool {
+    verified.len() == recorded.len()
+        && verified.iter().all(|(n, token)| recorded.get(n).is_some_and(|p| &p.token == token))
 }

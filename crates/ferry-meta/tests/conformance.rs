@@ -80,6 +80,7 @@ backends!(
     parts_of_one_upload_recorded_and_checkpointed_at_once_never_deadlock,
     a_quota_counts_files_and_uploads_in_progress,
     bytes_whose_guard_a_janitor_took_are_never_registered,
+    a_complete_commits_only_the_parts_it_verified,
 );
 
 const NOW: i64 = 1_800_000_000;
@@ -126,6 +127,7 @@ fn registration(org: OrgId, upload: &UploadRecord, status: FileStatus) -> Regist
         upload_id: upload.upload_id,
         status,
         checksum_crc32c: Some(Crc32c(42)),
+        verified_parts: None,
         now: NOW,
         delete_displaced_after: NOW + 3600,
     }
@@ -534,4 +536,36 @@ async fn bytes_whose_guard_a_janitor_took_are_never_registered(store: Arc<dyn Me
     store.claim_blob_deletions(NOW + 1, 60, 10).await.unwrap();
     assert!(matches!(store.insert_upload(&u, guard, None).await, Err(MetaError::GuardLost)));
     assert_eq!(store.get_upload(&org, &u.upload_id).await.unwrap(), None);
+}
+
+/// A complete commits only if the part records are still the ones it
+/// checked: a part rewritten, forgotten or added since makes the commit a
+/// refusal that changes nothing, and the upload stays completable.
+async fn a_complete_commits_only_the_parts_it_verified(store: Arc<dyn MetadataStore>) {
+    let org = org(store.as_ref(), "acme").await;
+    let up = upload(org, "verified.csv", NOW);
+    insert(store.as_ref(), &up).await;
+    store.record_part(&up.upload_id, &part(0, "a0"), NOW).await.unwrap();
+    store.record_part(&up.upload_id, &part(1, "a1"), NOW).await.unwrap();
+    let verified = |tokens: &[&str]| {
+        let mut r = registration(org, &up, FileStatus::Registered);
+        r.verified_parts = Some(tokens.iter().enumerate().map(|(n, t)| (n as u32, PartToken::from_wire(t))).collect());
+        r
+    };
+    // Part 1 was sent again with other bytes after the check.
+    store.record_part(&up.upload_id, &part(1, "b1"), NOW).await.unwrap();
+    assert!(matches!(store.complete_upload(&verified(&["a0", "a1"])).await, Err(MetaError::PartsChanged)));
+    // A record the complete never saw, or one forgotten since (a rewrite
+    // under way), is refused too.
+    assert!(matches!(store.complete_upload(&verified(&["a0"])).await, Err(MetaError::PartsChanged)));
+    store.forget_part(&up.upload_id, 1).await.unwrap();
+    assert!(matches!(store.complete_upload(&verified(&["a0", "b1"])).await, Err(MetaError::PartsChanged)));
+    // Nothing changed: no file, the upload active with its records.
+    assert!(store.get_file(&org, "verified.csv").await.unwrap().is_none());
+    assert_eq!(store.get_upload(&org, &up.upload_id).await.unwrap().unwrap().state, UploadState::Active);
+    assert_eq!(store.list_parts(&up.upload_id).await.unwrap().len(), 1);
+    // With the records as verified, it commits.
+    store.record_part(&up.upload_id, &part(1, "b1"), NOW).await.unwrap();
+    let registered = store.complete_upload(&verified(&["a0", "b1"])).await.unwrap();
+    assert_eq!(registered.file.file_uid, up.file_uid);
 }

@@ -4,8 +4,10 @@
 //! - [`http`]: routes, authentication, request parsing, logging, and the one
 //!   place where errors become the contract's envelope;
 //! - [`startup`]: opening the data dir, the stores and the server secret;
-//! - [`telemetry`]: the metrics behind `/metrics`.
+//! - [`telemetry`]: the metrics behind `/metrics`;
+//! - [`failpoint`]: where tests pause or crash the server (test builds only).
 
+pub mod failpoint;
 pub mod http;
 pub mod service;
 pub mod startup;

@@ -17,6 +17,7 @@ use ferry_core::upload::UploadPolicy;
 use ferry_meta::{MetadataStore, Postgres, Sqlite};
 use tokio::net::TcpListener;
 
+use crate::http::serve::{ConnectionLimits, serve};
 use crate::service::{Extractor, RateLimiter, Service, Settings, now_secs};
 
 /// Every setting of `ferry serve` (spec §7), resolved.
@@ -46,6 +47,14 @@ pub struct ServerConfig {
     pub rate_limit: u32,
     /// Seconds a request body may stay silent before it is cut off.
     pub body_timeout_secs: u64,
+    /// Seconds a request head may take from its first byte.
+    pub header_timeout_secs: u64,
+    /// Seconds a connection may sit with no request and no byte moving.
+    pub idle_timeout_secs: u64,
+    /// Connections at once; past it new ones are closed at once.
+    pub max_connections: usize,
+    /// Seconds the rest of a refused request's body is read before the answer.
+    pub drain_timeout_secs: u64,
     /// Seconds bytes written ahead of their metadata row are kept for it.
     pub orphan_grace_secs: u64,
 }
@@ -71,6 +80,7 @@ pub struct S3Settings {
     pub region: Option<String>,
     pub access_key_id: Option<String>,
     pub secret_access_key: Option<String>,
+    pub page_size: Option<u16>,
 }
 
 /// A blob store, and the same store as the local disk when ferry takes part
@@ -102,6 +112,8 @@ pub fn open_blob_store(
                 access_key_id: need(&s3.access_key_id, "FERRY_S3_ACCESS_KEY_ID")?,
                 secret_access_key: need(&s3.secret_access_key, "FERRY_S3_SECRET_ACCESS_KEY")?,
                 url_ttl,
+                page_size: s3.page_size.unwrap_or(S3Config::DEFAULT_PAGE_SIZE),
+                retry_for: S3Config::DEFAULT_RETRY_FOR,
             })
             .map_err(|e| StartupError::Setting(format!("storage: {e}")))?;
             Ok((Arc::new(s3), None))
@@ -190,8 +202,8 @@ pub struct Server {
 
 struct Timing {
     janitor_interval: Duration,
-    shutdown_timeout: Duration,
     body_timeout: Duration,
+    connections: ConnectionLimits,
 }
 
 impl Server {
@@ -229,6 +241,7 @@ impl Server {
             metrics_need_key: config.metrics_need_key,
             org_quota: (config.org_quota > 0).then_some(config.org_quota),
             orphan_grace: Duration::from_secs(config.orphan_grace_secs.max(1)),
+            drain_timeout: Duration::from_secs(config.drain_timeout_secs),
         };
         let extractor = Extractor { meta: meta.clone(), blob: blob.clone() };
         let service = Service {
@@ -245,8 +258,13 @@ impl Server {
         };
         let timing = Timing {
             janitor_interval: Duration::from_secs(config.janitor_interval_secs.max(1)),
-            shutdown_timeout: Duration::from_secs(config.shutdown_timeout_secs),
             body_timeout: Duration::from_secs(config.body_timeout_secs.max(1)),
+            connections: ConnectionLimits {
+                header_timeout: Duration::from_secs(config.header_timeout_secs.max(1)),
+                idle_timeout: Duration::from_secs(config.idle_timeout_secs.max(1)),
+                max_connections: config.max_connections.max(1),
+                shutdown_timeout: Duration::from_secs(config.shutdown_timeout_secs),
+            },
         };
         Ok(Self { listener, service: Arc::new(service), generated_key, timing })
     }
@@ -257,26 +275,11 @@ impl Server {
     /// picks up whatever a crash left behind.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let janitor = tokio::spawn(self.service.clone().run_janitor(self.timing.janitor_interval));
+        let metrics = self.service.metrics.clone();
         let app = crate::http::router(self.service, self.timing.body_timeout);
-        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-        let signal = async move {
-            shutdown.await;
-            let _ = stopping_tx.send(());
-        };
-        let serving = axum::serve(self.listener, app).with_graceful_shutdown(signal).into_future();
-        let timeout = self.timing.shutdown_timeout;
-        let outcome = tokio::select! {
-            outcome = serving => outcome,
-            () = async {
-                let _ = stopping_rx.await;
-                tokio::time::sleep(timeout).await;
-            } => {
-                tracing::warn!(?timeout, "requests still in flight after the shutdown timeout; stopping anyway");
-                Ok(())
-            }
-        };
+        serve(self.listener, app, self.timing.connections, metrics, shutdown).await;
         janitor.abort();
-        outcome
+        Ok(())
     }
 }
 

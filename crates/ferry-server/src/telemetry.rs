@@ -16,9 +16,15 @@ pub struct RequestLabels {
     pub status: u16,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectedLabels {
+    pub reason: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
+    rejected: Family<RejectedLabels, Counter>,
     latency: Family<RequestLabels, Histogram>,
     pub bytes_received: Counter,
     pub bytes_sent: Counter,
@@ -37,8 +43,10 @@ impl Default for Metrics {
         let latency = Family::<RequestLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.000_25, 2.0, 17))
         });
+        let rejected = Family::<RejectedLabels, Counter>::default();
         let metrics = Self {
             requests: requests.clone(),
+            rejected: rejected.clone(),
             latency: latency.clone(),
             bytes_received: Counter::default(),
             bytes_sent: Counter::default(),
@@ -51,6 +59,12 @@ impl Default for Metrics {
         };
         registry.register("http_requests", "HTTP requests answered, by route and status", requests);
         registry.register("http_request_duration_seconds", "Time to answer (to the response head)", latency);
+        registry.register(
+            "http_rejected",
+            "Connections and requests refused before any route: by the HTTP parser (malformed framing, a head \
+             too large), a header timeout, or --max-connections",
+            rejected,
+        );
         registry.register(
             "bytes_received",
             "File bytes received (parts and simple uploads)",
@@ -82,6 +96,11 @@ impl Metrics {
     pub fn record_request(&self, labels: RequestLabels, seconds: f64) {
         self.requests.get_or_create(&labels).inc();
         self.latency.get_or_create(&labels).observe(seconds);
+    }
+
+    /// A connection or request refused before it reached a route.
+    pub fn record_rejected(&self, reason: &'static str) {
+        self.rejected.get_or_create(&RejectedLabels { reason }).inc();
     }
 
     /// The metrics in the Prometheus text format.

@@ -31,6 +31,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
     let meta = meta.as_ref();
     match args.command {
         AdminCommand::Org(OrgCommand::Create { name }) => {
+            ferry_core::names::validate_org_name(&name).with_context(|| format!("cannot create org {name:?}"))?;
             let org = meta.create_org(&name, now_secs()).await?;
             println!("{}", org.org_id);
         }
@@ -54,6 +55,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                 region: storage.s3_region,
                 access_key_id: storage.s3_access_key_id,
                 secret_access_key: storage.s3_secret_access_key,
+                page_size: storage.s3_page_size,
             };
             let (blob, _) = open_blob_store(&data_dir, storage.storage.as_deref(), &s3, Duration::from_secs(3600))?;
             let report = check(meta, blob.as_ref()).await?;

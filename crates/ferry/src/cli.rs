@@ -117,6 +117,18 @@ pub struct ServeArgs {
     /// Seconds a request body may stay silent before it is cut off [default: 60].
     #[arg(long, env = "FERRY_BODY_TIMEOUT")]
     pub body_timeout: Option<u64>,
+    /// Seconds a request's headers may take to arrive, from their first byte [default: 30].
+    #[arg(long, env = "FERRY_HEADER_TIMEOUT")]
+    pub header_timeout: Option<u64>,
+    /// Seconds a connection may stay open with no request and no byte moving [default: 60].
+    #[arg(long, env = "FERRY_IDLE_TIMEOUT")]
+    pub idle_timeout: Option<u64>,
+    /// Connections at once; past it new connections are closed at once [default: 4096].
+    #[arg(long, env = "FERRY_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Seconds the rest of a refused request's body is read before the answer [default: 10].
+    #[arg(long, env = "FERRY_DRAIN_TIMEOUT")]
+    pub drain_timeout: Option<u64>,
     /// Seconds bytes written ahead of their metadata row (an upload's first
     /// storage, a simple upload) are kept if a crash stops the row [default: 86400].
     #[arg(long, env = "FERRY_ORPHAN_GRACE")]
@@ -138,6 +150,9 @@ pub struct StorageArgs {
     /// The access key id for the store.
     #[arg(long, env = "FERRY_S3_ACCESS_KEY_ID")]
     pub s3_access_key_id: Option<String>,
+    /// Entries asked for per page of the store's listings [default: 1000].
+    #[arg(long, env = "FERRY_S3_PAGE_SIZE")]
+    pub s3_page_size: Option<u16>,
     /// The secret access key (prefer the environment to a flag, which `ps` shows).
     #[arg(long, env = "FERRY_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
     pub s3_secret_access_key: Option<String>,

@@ -27,6 +27,7 @@ struct FileSettings {
     s3_region: Option<String>,
     s3_access_key_id: Option<String>,
     s3_secret_access_key: Option<String>,
+    s3_page_size: Option<u16>,
     url_ttl: Option<u64>,
     part_size: Option<u64>,
     upload_expiry: Option<u64>,
@@ -40,6 +41,10 @@ struct FileSettings {
     org_quota: Option<u64>,
     rate_limit: Option<u32>,
     body_timeout: Option<u64>,
+    header_timeout: Option<u64>,
+    idle_timeout: Option<u64>,
+    max_connections: Option<usize>,
+    drain_timeout: Option<u64>,
     orphan_grace: Option<u64>,
 }
 
@@ -64,6 +69,7 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<ServerConfig> {
             region: args.storage.s3_region.or(file.s3_region),
             access_key_id: args.storage.s3_access_key_id.or(file.s3_access_key_id),
             secret_access_key: args.storage.s3_secret_access_key.or(file.s3_secret_access_key),
+            page_size: args.storage.s3_page_size.or(file.s3_page_size),
         },
         url_ttl_secs: args.url_ttl.or(file.url_ttl).unwrap_or(3600),
         part_size: args.part_size.or(file.part_size).unwrap_or(DEFAULT_PART_SIZE),
@@ -82,6 +88,10 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<ServerConfig> {
         org_quota: args.org_quota.or(file.org_quota).unwrap_or(0),
         rate_limit: args.rate_limit.or(file.rate_limit).unwrap_or(0),
         body_timeout_secs: args.body_timeout.or(file.body_timeout).unwrap_or(60),
+        header_timeout_secs: args.header_timeout.or(file.header_timeout).unwrap_or(30),
+        idle_timeout_secs: args.idle_timeout.or(file.idle_timeout).unwrap_or(60),
+        max_connections: args.max_connections.or(file.max_connections).unwrap_or(4096),
+        drain_timeout_secs: args.drain_timeout.or(file.drain_timeout).unwrap_or(10),
         orphan_grace_secs: args.orphan_grace.or(file.orphan_grace).unwrap_or(86_400),
     })
 }

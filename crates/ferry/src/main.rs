@@ -13,6 +13,7 @@ mod serve;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    ferry_server::failpoint::setup_from_env();
     let outcome = match cli.command {
         cli::Command::Serve(args) => serve::run(*args).await,
         cli::Command::Admin(args) => admin::run(args).await,

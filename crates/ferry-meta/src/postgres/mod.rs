@@ -679,6 +679,13 @@ impl MetadataStore for Postgres {
             // Lost a race, or never could have won: say why.
             return Err(MetaError::UploadNotActive(upload_state(&tx, Some(&r.org_id), &r.upload_id, "").await?));
         };
+        // The update holds the upload's row lock, which record_part takes
+        // first: no part is recorded between this read and the commit.
+        if let Some(verified) = &r.verified_parts
+            && !crate::parts_unchanged(verified, &read_parts(&tx, &r.upload_id).await?)
+        {
+            return Err(MetaError::PartsChanged);
+        }
         let upload = upload_from_row(&row)?;
         let file = NewFile {
             file_uid: upload.file_uid,

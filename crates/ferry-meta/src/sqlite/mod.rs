@@ -704,6 +704,12 @@ impl MetadataStore for Sqlite {
                 // Lost a race, or never could have won: say why.
                 return Err(MetaError::UploadNotActive(upload_state_in(tx, Some(&r.org_id), &r.upload_id)?));
             }
+            if let Some(verified) = &r.verified_parts
+                && !crate::parts_unchanged(verified, &read_parts(tx, &r.upload_id).map_err(backend)?)
+            {
+                // Returning an error rolls the whole transaction back.
+                return Err(MetaError::PartsChanged);
+            }
             let upload = tx
                 .query_row(
                     &format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE upload_id = ?1"),

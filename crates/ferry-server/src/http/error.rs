@@ -62,6 +62,18 @@ impl ApiError {
         Self::new(ErrorCode::InvalidParameter, message, "Fix the request and send it again.")
     }
 
+    /// 503 with `Retry-After`: a store the server needs cannot serve now.
+    fn unavailable(message: String, store: &str, why: String) -> Self {
+        let mut error = Self::new(
+            ErrorCode::ServiceUnavailable,
+            message,
+            format!("Retry shortly: the server cannot reach its {store} right now."),
+        );
+        error.detail = Some(why);
+        error.headers.push((RETRY_AFTER, "1".into()));
+        error
+    }
+
     fn many(problems: Vec<Problem>) -> Self {
         Self { problems, detail: None, headers: Vec::new() }
     }
@@ -162,6 +174,10 @@ impl From<ServiceError> for ApiError {
                 "Resume with the same file_type and num_bytes, or initiate with resume_if_started false.",
             ),
             E::PartInProgress(_) => (ErrorCode::PartUploadInProgress, "Wait for the other PUT to finish, then retry."),
+            E::PartDuringComplete(_) => (
+                ErrorCode::PartUploadInProgress,
+                "Retry shortly: if that complete fails the part can be sent again; if it succeeds the file is registered.",
+            ),
             E::CompleteDuringPartUpload(_) => {
                 (ErrorCode::PartUploadInProgress, "Wait for the part PUTs in flight to finish, then complete.")
             }
@@ -194,16 +210,8 @@ impl From<ServiceError> for ApiError {
                 "Upload large files with the direct-to-cloud upload (POST /v0.5/files/uploads/initiate).",
             ),
             E::BodyBrokeOff(_) => (ErrorCode::InvalidParameter, "Send the request again with the whole body."),
-            E::Unavailable(why) => {
-                let mut error = Self::new(
-                    ErrorCode::ServiceUnavailable,
-                    message,
-                    "Retry shortly: the server cannot reach its database right now.",
-                );
-                error.detail = Some(why);
-                error.headers.push((RETRY_AFTER, "1".into()));
-                return error;
-            }
+            E::Unavailable(why) => return Self::unavailable(message, "database", why),
+            E::StoreUnavailable(why) => return Self::unavailable(message, "object store", why),
             E::UploadTooSlow => (
                 ErrorCode::ServiceUnavailable,
                 "Send it again; if uploads are this slow, ask the operator for a longer --orphan-grace.",

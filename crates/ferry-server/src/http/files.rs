@@ -14,6 +14,7 @@ use ferry_api::files::{FileIdentity, FileMetadata, FilesInfo, ListFilesQuery};
 use ferry_api::{ErrorResponse, paths};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
+use super::drain::drain;
 use super::error::ApiError;
 use super::request::{Org, PathParams, QueryParams};
 use crate::service::files::{Encoding, IncomingFile};
@@ -172,7 +173,7 @@ async fn upload(
     let org = match org {
         Ok(Org(org)) => org,
         Err(e) => {
-            drain(body.into_data_stream(), UNAUTHENTICATED_DRAIN).await;
+            drain(&mut body.into_data_stream(), UNAUTHENTICATED_DRAIN, service.drain_timeout()).await;
             return Err(e);
         }
     };
@@ -184,7 +185,7 @@ async fn upload(
     };
     let declared: Option<u64> = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
     if declared.is_some_and(|length| length > limit + MULTIPART_SLACK) {
-        drain(body.into_data_stream(), drain_bound).await;
+        drain(&mut body.into_data_stream(), drain_bound, service.drain_timeout()).await;
         return Err(ServiceError::FileTooLarge { limit }.into());
     }
 
@@ -212,24 +213,9 @@ async fn upload(
     };
     let outcome = service.simple_upload(&org, incoming, &mut field).await;
     if outcome.is_err() {
-        let mut drained = 0u64;
-        while drained < drain_bound
-            && let Ok(Some(chunk)) = field.chunk().await
-        {
-            drained += chunk.len() as u64;
-        }
+        drain(&mut field, drain_bound, service.drain_timeout()).await;
     }
     Ok(Json(outcome?))
-}
-
-async fn drain(mut body: axum::body::BodyDataStream, bound: u64) {
-    use futures_util::StreamExt;
-    let mut drained = 0u64;
-    while drained < bound
-        && let Some(Ok(chunk)) = body.next().await
-    {
-        drained += chunk.len() as u64;
-    }
 }
 
 #[utoipa::path(get, path = paths::METRICS, tag = "operations", security((), ("bearer" = [])),

@@ -16,12 +16,15 @@ use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use crate::service::Service;
 
+mod drain;
 pub mod error;
 mod files;
+mod limits;
 pub mod log;
 pub mod openapi;
 mod parts;
 pub mod request;
+pub mod serve;
 mod uploads;
 
 use error::ApiError;
@@ -48,6 +51,8 @@ pub fn router(service: Arc<Service>, body_timeout: Duration) -> Router {
         .route(paths::OPENAPI, get(openapi::openapi_json))
         .with_state(service.clone())
         .layer(RequestBodyTimeoutLayer::new(body_timeout));
+    #[cfg(feature = "failpoints")]
+    let routes = routes.merge(crate::failpoint::routes());
     with_layers(routes, Some(service))
 }
 
@@ -72,6 +77,7 @@ fn with_layers(routes: Router, service: Option<Arc<Service>>) -> Router {
             ApiError::new(ErrorCode::MethodNotAllowed, "the route exists but not with this method", "Check the method.")
         })
         .layer(cors)
+        .layer(from_fn(limits::check_request_head))
         .layer(CatchPanicLayer::custom(log::panic_response))
         .layer(from_fn_with_state(service, log::log_requests))
 }

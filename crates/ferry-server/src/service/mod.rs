@@ -87,6 +87,9 @@ pub struct Settings {
     /// How long bytes written ahead of their metadata row are kept if the
     /// row never comes (a crash in between): longer than any upload takes.
     pub orphan_grace: Duration,
+    /// How long the rest of a refused request's body is read before the
+    /// answer (besides a bound in bytes).
+    pub drain_timeout: Duration,
 }
 
 /// One thing wrong with a request. A request may have several.
@@ -141,13 +144,15 @@ pub enum ServiceError {
     UploadConflict { upload_id: String, file_type: String, num_bytes: u64 },
     #[error("part {0} is being uploaded by another request")]
     PartInProgress(u32),
+    #[error("upload `{0}` is being completed by another request")]
+    PartDuringComplete(String),
     #[error("a part of upload `{0}` is being uploaded; complete after it finishes")]
     CompleteDuringPartUpload(String),
     #[error("the presigned URL's signature does not verify")]
     InvalidSignature,
     #[error("the presigned URL expired at {expires_at}")]
     UrlExpired { expires_at: String },
-    #[error("part {part_number} is {expected} bytes; the body had {received:?}")]
+    #[error("part {part_number} is {expected} bytes; the body had {}", received_bytes(*.received))]
     InvalidPartSize { part_number: u32, expected: u64, received: Option<u64> },
     #[error("integrity check failed: expected {expected}, the parts combine to {actual}")]
     IntegrityCheckFailed { expected: String, actual: String },
@@ -161,6 +166,8 @@ pub enum ServiceError {
     UploadTooSlow,
     #[error("the server's metadata store is unavailable")]
     Unavailable(String),
+    #[error("the server's object store is busy or cannot be reached")]
+    StoreUnavailable(String),
     #[error("the file is larger than the limit of {limit} bytes for this kind of upload")]
     FileTooLarge { limit: u64 },
     #[error("the request body broke off: {0}")]
@@ -179,6 +186,15 @@ pub enum ServiceError {
 
 pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
 
+/// How much of a part's body arrived, for a message: `None` when it was
+/// cut off as soon as it ran past the part.
+fn received_bytes(received: Option<u64>) -> String {
+    match received {
+        Some(n) => format!("{n}"),
+        None => "more".into(),
+    }
+}
+
 impl From<MetaError> for ServiceError {
     fn from(e: MetaError) -> Self {
         match e {
@@ -195,6 +211,7 @@ impl From<BlobError> for ServiceError {
     fn from(e: BlobError) -> Self {
         match e {
             BlobError::CapacityReached => Self::CapacityReached,
+            BlobError::Unavailable(why) => Self::StoreUnavailable(why),
             other => Self::Blob(other),
         }
     }
@@ -235,6 +252,10 @@ impl Service {
 
     pub fn max_simple_upload(&self) -> u64 {
         self.settings.max_simple_upload
+    }
+
+    pub fn drain_timeout(&self) -> Duration {
+        self.settings.drain_timeout
     }
 
     pub fn metrics_need_key(&self) -> bool {

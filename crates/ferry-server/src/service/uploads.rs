@@ -21,6 +21,7 @@ use ferry_meta::{AbortOutcome, MetaError, Registration, UploadRecord};
 use futures_util::{Stream, StreamExt};
 
 use super::{BadRequest, Result, Service, ServiceError, claim_problems, now_ms, now_secs, rfc3339, upload_refusal};
+use crate::failpoint;
 
 /// The upload as the blob store knows it.
 pub(crate) fn store_upload(upload: &UploadRecord) -> StoreUpload<'_> {
@@ -182,7 +183,12 @@ impl Service {
                     num_bytes: upload.num_bytes,
                 });
             }
-            return self.resume(upload, now).await;
+            match self.resume(upload, now).await {
+                // An interrupted complete was committed just now: the upload
+                // is a file, and this request starts a new one.
+                Err(ServiceError::UploadCompleted(_)) => {}
+                outcome => return outcome,
+            }
         }
 
         let mut upload = UploadRecord {
@@ -317,6 +323,19 @@ impl Service {
             ),
         };
 
+        // On ferry's own disk the upload is sealed from before its part
+        // records are read until after the commit, so no PUT can change a
+        // part in between; a PUT still under way makes the complete wait
+        // for a retry instead.
+        let seal = match &self.local_parts {
+            Some(local) => Some(local.seal(&upload.upload_id).map_err(|e| match e {
+                BlobError::PartInProgress => ServiceError::CompleteDuringPartUpload(upload_id.to_owned()),
+                BlobError::UploadSealed => ServiceError::CompleteUnderWay(upload_id.to_owned()),
+                other => other.into(),
+            })?),
+            None => None,
+        };
+
         let plan = upload.plan();
         let (claims, unclaimable) = claims_from_entries(entries);
         let recorded = self.recorded_parts(&upload).await?;
@@ -335,42 +354,52 @@ impl Service {
             (Some(expected), Some(actual)) if expected != actual => FileStatus::Corrupt,
             _ => FileStatus::Registered,
         };
+        failpoint::point("complete.after_check").await;
 
-        let tokens: Vec<(u32, PartToken)> = recorded.values().map(|p| (p.part_number, p.token.clone())).collect();
-        match self.blob.complete_upload(store_upload(&upload), &tokens).await {
+        let tokens: BTreeMap<u32, PartToken> = recorded.values().map(|p| (p.part_number, p.token.clone())).collect();
+        let placed = match &seal {
+            Some(seal) => seal.place(&upload.file_uid).await,
+            None => self.blob.complete_upload(store_upload(&upload), &tokens).await,
+        };
+        match placed {
             Ok(()) => {}
+            // The store's parts are not the ones just checked: a part was
+            // sent again meanwhile (S3 refuses the ETags checked). Retrying
+            // checks them anew.
             Err(BlobError::InvalidParts(why)) => {
-                tracing::warn!(upload_id, why, "the store refused the parts at complete");
-                let invalid_tokens = tokens.iter().map(|(n, _)| *n).collect();
-                return Err(claim_problems(
-                    ClaimProblems { invalid_tokens, ..Default::default() },
-                    Vec::new(),
-                    &upload,
-                ));
+                tracing::info!(upload_id, why, "the store's parts changed after the check");
+                return Err(ServiceError::CompleteDuringPartUpload(upload_id.to_owned()));
             }
-            Err(BlobError::PartInProgress) => return Err(ServiceError::CompleteDuringPartUpload(upload_id.to_owned())),
-            Err(BlobError::UploadSealed) => return Err(ServiceError::CompleteUnderWay(upload_id.to_owned())),
             // Gone from the store: completed or aborted meanwhile; the
             // metadata store says which.
-            Err(BlobError::UploadGone) => {
-                let now = self.meta.get_upload(org_id, &upload.upload_id).await?;
-                return Err(match now.map(|u| self.usable(&u, now_secs())) {
-                    Some(Err(e)) => e,
-                    _ => ServiceError::UploadNotFound(upload_id.to_owned()),
-                });
-            }
+            Err(BlobError::UploadGone) => return Err(self.gone(&upload).await),
             Err(e) => return Err(e.into()),
         }
+        failpoint::point("complete.after_store").await;
+
         let now = now_secs();
         let registration = Registration {
             org_id: *org_id,
             upload_id: upload.upload_id,
             status,
             checksum_crc32c: actual,
+            // Ferry's own part records must still be the ones checked.
+            verified_parts: seal.is_some().then_some(tokens),
             now,
             delete_displaced_after: now + self.settings.deletion_grace.as_secs() as i64,
         };
-        let registered = self.meta.complete_upload(&registration).await.map_err(|e| upload_refusal(e, upload_id))?;
+        let registered = match self.meta.complete_upload(&registration).await {
+            Ok(registered) => registered,
+            Err(MetaError::PartsChanged) => {
+                if let Some(seal) = &seal {
+                    seal.unplace(&upload.file_uid).await?;
+                }
+                return Err(ServiceError::CompleteDuringPartUpload(upload_id.to_owned()));
+            }
+            Err(e) => return Err(upload_refusal(e, upload_id)),
+        };
+        failpoint::point("complete.after_commit").await;
+        drop(seal);
         if registered.file.status == FileStatus::Registered {
             self.extractor.spawn(registered.file.file_uid);
         }
@@ -436,14 +465,28 @@ impl Service {
     {
         // The URL is checked before anything else is looked at: a request
         // without a valid signature costs one HMAC and reads nothing.
-        let (Ok(id), Ok(part_number)) = (upload_id.parse::<UploadId>(), part_number.parse::<u32>()) else {
+        let (Ok(id), Ok(number)) = (upload_id.parse::<UploadId>(), part_number.parse::<u32>()) else {
             return Err(ServiceError::InvalidSignature);
         };
+        // One URL, one spelling: `00`, `+0` or `%30` name part 0 too, but
+        // only the signer's canonical form verifies.
+        if id.to_string() != upload_id || number.to_string() != part_number {
+            return Err(ServiceError::InvalidSignature);
+        }
+        let part_number = number;
         self.signer.verify(&id, part_number, raw_query, now_ms()).map_err(|e| match e {
             PresignError::InvalidSignature => ServiceError::InvalidSignature,
             PresignError::Expired { expires } => ServiceError::UrlExpired { expires_at: rfc3339(expires) },
         })?;
         let local = self.local_parts.as_ref().ok_or(ServiceError::InvalidSignature)?;
+        // Claimed before the upload is read: once the part is claimed no
+        // complete can be between its seal and its commit, so the state
+        // read next stays true while the bytes go in.
+        let claim = local.claim_part(&id, part_number).map_err(|e| match e {
+            BlobError::PartInProgress => ServiceError::PartInProgress(part_number),
+            BlobError::UploadSealed => ServiceError::PartDuringComplete(upload_id.to_owned()),
+            other => other.into(),
+        })?;
         let upload = self
             .meta
             .get_upload_for_part_put(&id)
@@ -456,10 +499,8 @@ impl Service {
             return Err(wrong_size(Some(length)));
         }
 
-        let mut writer = match local.begin_part(&id, range).await {
+        let mut writer = match claim.open(&upload.file_uid, range).await {
             Ok(writer) => writer,
-            Err(BlobError::PartInProgress) => return Err(ServiceError::PartInProgress(part_number)),
-            Err(BlobError::UploadSealed) => return Err(ServiceError::UploadCompleted(upload_id.to_owned())),
             Err(BlobError::UploadGone) => return Err(self.gone(&upload).await),
             Err(e) => return Err(e.into()),
         };
@@ -468,6 +509,7 @@ impl Service {
         if self.meta.has_part(&id, part_number).await? {
             self.meta.forget_part(&id, part_number).await?;
         }
+        failpoint::point("part_put.after_forget").await;
         let mut received = 0u64;
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| {
@@ -481,10 +523,11 @@ impl Service {
                 other => other.into(),
             })?;
         }
-        let digest = writer.finish().await.map_err(|e| match e {
+        let (digest, claim) = writer.finish().await.map_err(|e| match e {
             BlobError::TooShort { received, .. } => wrong_size(Some(received)),
             other => other.into(),
         })?;
+        failpoint::point("part_put.before_record").await;
         let token = self.token_key.token(&id, part_number, &digest);
         let part = RecordedPart {
             part_number,
@@ -493,6 +536,8 @@ impl Service {
             num_bytes: digest.num_bytes,
         };
         self.meta.record_part(&id, &part, now_secs()).await.map_err(|e| upload_refusal(e, upload_id))?;
+        // Only now may a complete seal the upload.
+        drop(claim);
         Ok(token)
     }
 
@@ -501,12 +546,51 @@ impl Service {
         match self.meta.get_upload_for_part_put(&upload.upload_id).await {
             Ok(Some(now)) => match self.usable(&now, now_secs()) {
                 Err(e) => e,
-                // Active per the metadata store but renamed by a complete
-                // that has not committed yet.
-                Ok(()) => ServiceError::CompleteUnderWay(upload.upload_id.to_string()),
+                // Active, yet the store no longer has the upload in progress.
+                Ok(()) => match self.finish_interrupted_complete(&now).await {
+                    Ok(true) => ServiceError::UploadCompleted(upload.upload_id.to_string()),
+                    Ok(false) => {
+                        tracing::warn!(upload_id = %upload.upload_id, "an active upload's storage is missing");
+                        ServiceError::UploadNotFound(upload.upload_id.to_string())
+                    }
+                    Err(e) => e,
+                },
             },
             Ok(None) => ServiceError::UploadNotFound(upload.upload_id.to_string()),
             Err(e) => e.into(),
+        }
+    }
+
+    /// Commits a complete that an S3-compatible store carried out but
+    /// ferry never committed (a crash in between). The store assembled the
+    /// file from exactly the ETags that complete had checked, and this kind
+    /// of store checks no whole-file checksum at complete, so the
+    /// registration it would have made is made now. Returns whether the
+    /// upload is completed. On ferry's own disk an interrupted complete is
+    /// undone instead ([`ferry_blob::PartClaim::open`]): there the client's
+    /// checksum is checked at complete, and it is not known here.
+    async fn finish_interrupted_complete(&self, upload: &UploadRecord) -> Result<bool> {
+        if self.local_parts.is_some() || self.blob.file_size(&upload.file_uid).await?.is_none() {
+            return Ok(false);
+        }
+        let now = now_secs();
+        let registration = Registration {
+            org_id: upload.org_id,
+            upload_id: upload.upload_id,
+            status: FileStatus::Registered,
+            checksum_crc32c: None,
+            verified_parts: None,
+            now,
+            delete_displaced_after: now + self.settings.deletion_grace.as_secs() as i64,
+        };
+        match self.meta.complete_upload(&registration).await {
+            Ok(registered) => {
+                tracing::info!(upload_id = %upload.upload_id, "committed a complete the store had carried out");
+                self.extractor.spawn(registered.file.file_uid);
+                Ok(true)
+            }
+            Err(MetaError::UploadNotActive(UploadState::Completed)) => Ok(true),
+            Err(e) => Err(upload_refusal(e, &upload.upload_id.to_string())),
         }
     }
 }

@@ -151,3 +151,13 @@ async fn hostile_bodies_and_headers_are_refused_and_the_server_stays_up() {
     }
     client.get("/v0.5/files/info").await.assert_ok();
 }
+
+#[test]
+fn the_debug_text_scan_finds_what_it_looks_for() {
+    assert_eq!(debug_text("the body had Some(50)"), Some("Some("));
+    assert_eq!(debug_text("expected None here"), Some("None"));
+    assert_eq!(debug_text("got Err(Io) back"), Some("Err("));
+    assert_eq!(debug_text("a Part { number: 3 } broke"), Some(" { number: "));
+    assert_eq!(debug_text("Nonexistent names and Okay words are fine"), None);
+    assert_eq!(debug_text("part 0 is 5242880 bytes; the body had 12"), None);
+}

@@ -102,6 +102,10 @@ pub struct Options {
     pub database_url: Option<String>,
     /// The scale-out layout's store, if not the Garage scripts/test starts.
     pub s3: Option<S3Store>,
+    /// Runs the test build with failpoints ([`failpoint_binary`]).
+    pub failpoints: bool,
+    /// More environment for the server processes (`FAILPOINTS`, say).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for Options {
@@ -112,7 +116,42 @@ impl Default for Options {
             layout: Layout::current(),
             database_url: None,
             s3: None,
+            failpoints: false,
+            env: Vec::new(),
         }
+    }
+}
+
+/// Whether the suites that need what scripts/test provides must run
+/// (`FERRY_TEST_INTEGRATION=1`, which scripts/test sets): then a missing
+/// service fails the test; without it such a test says it is skipped.
+pub fn integration_required() -> bool {
+    std::env::var("FERRY_TEST_INTEGRATION").is_ok_and(|v| v == "1")
+}
+
+/// The server built with failpoints (`cargo build -p ferry --features
+/// failpoints`, copied aside by scripts/test as `FERRY_FAILPOINT_BIN`).
+/// `None` (the test is skipped, saying so) when it is not there and the
+/// run does not require it.
+pub fn failpoint_binary() -> Option<PathBuf> {
+    match std::env::var_os("FERRY_FAILPOINT_BIN") {
+        Some(path) => Some(PathBuf::from(path)),
+        None if integration_required() => {
+            panic!("FERRY_FAILPOINT_BIN is not set: run ./scripts/test, which builds the server with failpoints")
+        }
+        None => {
+            let test = std::thread::current().name().unwrap_or("a test").to_owned();
+            eprintln!("{test}: skipped: FERRY_FAILPOINT_BIN is not set (./scripts/test builds and sets it)");
+            None
+        }
+    }
+}
+
+impl Options {
+    /// Options for the failpoint build; `None` when it is not available.
+    pub fn with_failpoints() -> Option<Self> {
+        failpoint_binary()?;
+        Some(Self { failpoints: true, ..Self::default() })
     }
 }
 
@@ -216,7 +255,7 @@ impl Bucket {
             action.sign(std::time::Duration::from_secs(60))
         } else {
             let ttl = std::time::Duration::from_secs(60);
-            ferry_blob::s3::presign_list_multipart_uploads(&self.bucket, &self.credentials, &prefix, ttl)
+            ferry_blob::s3::presign_list_multipart_uploads(&self.bucket, &self.credentials, &prefix, None, ttl)
         };
         let body = http().get(url).send().await.unwrap().text().await.unwrap();
         let mut names: Vec<String> = body
@@ -267,8 +306,7 @@ impl Server {
                 {
                     args.drain(at..at + 2);
                 }
-                let (node, printed) =
-                    Node::start(&data_dir, &log, &args, options.bootstrap_key.as_deref(), bucket.as_ref());
+                let (node, printed) = Node::start(&data_dir, &log, &args, &options, bucket.as_ref());
                 if i == 0 {
                     stdout = printed;
                 }
@@ -369,6 +407,35 @@ impl Server {
         text
     }
 
+    /// Configures failpoint `name` on node `i` (the failpoint build only),
+    /// with the `fail` crate's action text: `1*return(pause)`, `return(crash)`.
+    pub async fn failpoint(&self, i: usize, name: &str, actions: &str) {
+        let url = format!("{}/_failpoints/{name}", self.nodes[i].url);
+        let reply = reply(http().put(url).body(actions.to_owned()).send().await.unwrap()).await;
+        assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+    }
+
+    /// Waits until a request is held at failpoint `name` on node `i`.
+    pub async fn held(&self, i: usize, name: &str) {
+        let url = format!("{}/_failpoints/{name}/held", self.nodes[i].url);
+        let reply = reply(http().get(url).send().await.unwrap()).await;
+        assert_eq!(reply.status, 200, "no request reached failpoint {name}");
+    }
+
+    /// Turns failpoint `name` off on node `i` and lets held requests go on.
+    pub async fn release(&self, i: usize, name: &str) {
+        let url = format!("{}/_failpoints/{name}/release", self.nodes[i].url);
+        assert_eq!(http().post(url).send().await.unwrap().status(), 200);
+    }
+
+    /// Waits for node `i` to die of a `crash` failpoint; marks it dead.
+    pub fn wait_crashed(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        let status = node.child.wait().unwrap();
+        assert!(!status.success(), "node {i} exited cleanly instead of crashing");
+        node.alive = false;
+    }
+
     /// The port node 0 listens on.
     pub fn port(&self) -> u16 {
         self.url.rsplit(':').next().unwrap().parse().unwrap()
@@ -441,6 +508,12 @@ impl Server {
         Client { http: http(), url: urls[0].clone(), urls: Arc::new(urls), next: Arc::default(), key: self.key.clone() }
     }
 
+    /// A client of the org `default` that talks to node `i` alone.
+    pub fn client_of(&self, i: usize) -> Client {
+        let url = self.nodes[i].url.clone();
+        Client { url: url.clone(), urls: Arc::new(vec![url]), ..self.client() }
+    }
+
     pub fn client_with_key(&self, key: &str) -> Client {
         Client { key: key.into(), ..self.client() }
     }
@@ -459,11 +532,15 @@ impl Node {
         data_dir: &Path,
         log_path: &Path,
         args: &[String],
-        bootstrap_key: Option<&str>,
+        options: &Options,
         bucket: Option<&Bucket>,
     ) -> (Self, Vec<String>) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(log_path).unwrap();
-        let mut command = ferry();
+        let mut command = match options.failpoints {
+            true => Command::new(failpoint_binary().expect("checked by Options::with_failpoints")),
+            false => ferry(),
+        };
+        command.envs(options.env.iter().map(|(k, v)| (k, v)));
         command.arg("serve");
         if !args.iter().any(|a| a == "--listen") {
             command.args(["--listen", "127.0.0.1:0"]);
@@ -478,7 +555,7 @@ impl Node {
         if let Some(bucket) = bucket {
             bucket.configure(&mut command);
         }
-        if let Some(key) = bootstrap_key {
+        if let Some(key) = &options.bootstrap_key {
             command.env("FERRY_BOOTSTRAP_KEY", key);
         }
         let mut child = command.spawn().unwrap();
@@ -584,7 +661,47 @@ pub async fn reply(response: reqwest::Response) -> Reply {
     let status = response.status();
     let headers = response.headers().clone();
     let body = response.bytes().await.unwrap().to_vec();
+    assert_no_debug_text(&body);
     Reply { status, headers, body }
+}
+
+/// Every error the suite provokes passes here: its messages must read as
+/// sentences, not as Rust's debug output of the server's values.
+fn assert_no_debug_text(body: &[u8]) {
+    let Ok(json) = serde_json::from_slice::<Value>(body) else { return };
+    let Some(errors) = json["errors"].as_array() else { return };
+    for error in errors {
+        for field in ["message", "suggestion"] {
+            let text = error[field].as_str().unwrap_or_default();
+            if let Some(found) = debug_text(text) {
+                panic!("the error {field} holds Rust debug text `{found}`: {text}");
+            }
+        }
+    }
+}
+
+/// The first piece of `text` that looks like Rust debug formatting:
+/// `Some(`, `None`, `Ok(`, `Err(` as words, or a struct's `Name { field: `.
+pub fn debug_text(text: &str) -> Option<&str> {
+    let is_word = |c: char| c.is_alphanumeric() || c == '_';
+    for word in ["Some(", "None", "Ok(", "Err("] {
+        for (at, _) in text.match_indices(word) {
+            let before = text[..at].chars().next_back();
+            let after = text[at + word.len()..].chars().next();
+            if !before.is_some_and(is_word) && (word.ends_with('(') || !after.is_some_and(is_word)) {
+                return Some(word);
+            }
+        }
+    }
+    for (at, _) in text.match_indices(" { ") {
+        let name_ends_here = text[..at].chars().next_back().is_some_and(is_word);
+        let rest = &text[at + 3..];
+        let field = rest.split(':').next().unwrap_or_default();
+        if name_ends_here && !field.is_empty() && field.chars().all(is_word) && rest[field.len()..].starts_with(": ") {
+            return Some(&text[at..at + 3 + field.len() + 2]);
+        }
+    }
+    None
 }
 
 /// An API client holding one org's key. With several nodes it sends each

@@ -103,3 +103,20 @@ async fn names_that_try_to_escape_are_refused_and_nothing_lands_outside_the_data
         }
     }
 }
+
+#[tokio::test]
+async fn org_names_are_checked_before_anything_is_stored() {
+    let server = Server::start();
+    let long = "x".repeat(5000);
+    for name in ["", "../x", "a\nb", "Research", long.as_str()] {
+        let out = server.admin(&["org", "create", name]);
+        assert!(!out.status.success(), "{name:?} was accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("org name"), "{name:?}: {stderr}");
+    }
+    // None of them exists; a good name still works.
+    for name in ["", "../x", "Research"] {
+        assert!(!server.admin(&["key", "create", "--org", name]).status.success());
+    }
+    assert!(server.admin(&["org", "create", "ml-team.eu_2"]).status.success());
+}

@@ -82,3 +82,31 @@ async fn a_database_restart_answers_503_meanwhile_and_loses_nothing() {
     let (consistent, report) = server.check();
     assert!(consistent, "{report}");
 }
+
+/// The object store gone (its one Garage node killed): after retrying for
+/// its bounded while, every request that needs the store answers 503
+/// service_unavailable with Retry-After, and nothing is registered. The
+/// test brings its own Garage; it runs with the scale-out layout's suite.
+#[tokio::test]
+async fn an_object_store_that_cannot_be_reached_answers_503() {
+    if Layout::current() != Layout::ScaleOut {
+        return;
+    }
+    let garage = crate::services::OwnGarage::start(1);
+    let options = Options { layout: Layout::ScaleOut, s3: Some(garage.store.clone()), ..Options::default() };
+    let server = Server::start_with(options);
+    let client = server.client();
+    client.upload("before.bin", &bytes(1000, 220)).await;
+
+    garage.kill_node(0);
+    let initiate = client.initiate("during.bin", 10 * PART).await;
+    initiate.assert_error(503, "service_unavailable");
+    assert!(initiate.header("retry-after").is_some());
+    client.simple_upload("during-small.bin", bytes(100, 221), None).await.assert_error(503, "service_unavailable");
+    client.download("before.bin").await.assert_error(503, "service_unavailable");
+    let health = reply(http().get(format!("{}/health", server.url)).send().await.unwrap()).await;
+    assert_eq!(health.status, 503);
+    // The metadata store still answers: one file, nothing half-made.
+    assert_eq!(client.get("/v0.5/files/info").await.assert_ok()["num_files"], 1);
+    client.metadata("during-small.bin").await.assert_error(404, "file_not_found");
+}

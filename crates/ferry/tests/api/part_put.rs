@@ -126,8 +126,9 @@ async fn a_second_put_of_a_part_while_one_streams_is_409() {
     put(upload.url(0), data[..PART].to_vec()).await.assert_error(409, "part_upload_in_progress");
     // Another part of the same upload is not blocked.
     put_part(&upload.parts()[1], &data).await;
-    // The part being rewritten has no valid token until its PUT ends.
-    client.complete(upload.id(), tokens.clone()).await.assert_error(400, "invalid_part_token");
+    // A complete while a part is being rewritten is told to retry (it was
+    // 400 invalid_part_token once, which clients take as final).
+    client.complete(upload.id(), tokens.clone()).await.assert_error(409, "part_upload_in_progress");
 
     first.write_all(&data[..PART]).await.unwrap();
     let head = read_head(&mut first).await;
@@ -211,6 +212,32 @@ async fn a_url_for_one_part_or_upload_does_not_work_for_another() {
     put(&other_part, data[PART..].to_vec()).await.assert_error(403, "invalid_signature");
     let other_upload = url_a0.replace(a.id(), b.id());
     put(&other_upload, data[..PART].to_vec()).await.assert_error(403, "invalid_signature");
+}
+
+/// Other spellings of the same upload and part (a leading zero or sign,
+/// percent-encoding, upper case) do not verify: one URL, one spelling.
+#[tokio::test]
+async fn only_the_signers_spelling_of_a_url_verifies() {
+    if Layout::current().lacks(Needs::FerryTakesParts) {
+        return;
+    }
+    let server = Server::start();
+    let data = bytes(100, 12);
+    let upload = server.client().start_upload("spelling.bin", data.len()).await;
+    let url = upload.url(0).to_owned();
+    let id = upload.id();
+    let spellings = [
+        url.replace("/0?", "/00?"),
+        url.replace("/0?", "/+0?"),
+        url.replace("/0?", "/%30?"),
+        url.replace(id, &id.to_uppercase()),
+        url.replace(id, &id.replacen('u', "%75", 1)),
+    ];
+    for spelling in spellings {
+        assert_ne!(spelling, url);
+        put(&spelling, data.clone()).await.assert_error(403, "invalid_signature");
+    }
+    put(&url, data).await.assert_ok_empty();
 }
 
 fn unix_now() -> f64 {
