@@ -1,4 +1,4 @@
-//! Bodies of the file routes (spec §4).
+//! Bodies of the file routes (files-api §4).
 
 use std::collections::BTreeMap;
 
@@ -54,7 +54,7 @@ pub enum FileStatus {
     Corrupt,
 }
 
-/// One file's record (spec §4.3).
+/// One file's record (files-api §4.3).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FileMetadata {
@@ -85,7 +85,7 @@ pub struct FileIdentity {
     pub file_uid: String,
 }
 
-/// An org's totals (spec §4.6).
+/// An org's totals (files-api §4.6).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FilesInfo {

@@ -1,4 +1,4 @@
-//! The wire format of the ferry Files API v0.5 (`spec/files-api.md`):
+//! The wire format of the ferry Files API v0.5 (`docs/files-api.md`):
 //! request and response bodies, error codes and route paths. Shared by the
 //! server and the client, so that both spell every field the same way.
 //!

@@ -1,4 +1,4 @@
-//! Bodies of the direct-to-cloud upload routes (spec §3).
+//! Bodies of the direct-to-cloud upload routes (files-api §3).
 
 use serde::{Deserialize, Serialize};
 

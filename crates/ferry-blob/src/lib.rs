@@ -1,12 +1,13 @@
 //! The blob store: where file bytes live.
 //!
-//! [`BlobStore`] is what the server needs from any store; [`LocalDisk`]
-//! implements it on the data dir and also takes part PUTs itself (with an
-//! S3-compatible store, clients PUT parts to the store directly). The blob
+//! [`BlobStore`] is what the server needs from any store: files' bytes and
+//! the storage of uploads in progress. Who takes an upload's parts differs,
+//! and each store says it in methods of its own: [`LocalDisk`] takes part
+//! PUTs itself (claims, a seal for complete); with [`S3`] clients PUT parts
+//! to the store's presigned URLs and the store keeps their record. The blob
 //! store never sees a request or an org: it is handed typed ids, and every
 //! path it touches is derived from them.
 
-use std::collections::BTreeMap;
 use std::ops::Range;
 use std::pin::Pin;
 
@@ -15,8 +16,6 @@ use bytes::Bytes;
 use ferry_core::blob_key::BlobKey;
 use ferry_core::checksum::PartDigest;
 use ferry_core::ids::{FileUid, UploadId};
-use ferry_core::token::PartToken;
-use ferry_core::upload::RecordedPart;
 use futures_core::Stream;
 
 pub mod local;
@@ -53,9 +52,22 @@ pub enum BlobError {
     Unavailable(String),
     #[error("blob store I/O failure: {0}")]
     Io(#[from] std::io::Error),
-    /// The stream of bytes to store failed (the client's body broke off).
+    /// The stream of bytes to store failed; nothing is kept.
     #[error("the bytes to store could not be read: {0}")]
-    Source(std::io::Error),
+    Source(SourceError),
+}
+
+/// Why a stream of bytes to store ([`ByteSource`]) stopped, as its
+/// producer says: the store passes it on unchanged.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("the bytes are more than the {limit} allowed")]
+    TooLarge { limit: u64 },
+    /// The bytes as sent cannot be read (base64 that does not decode).
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the body broke off: {0}")]
+    BrokeOff(String),
 }
 
 impl BlobError {
@@ -76,7 +88,7 @@ pub type Result<T, E = BlobError> = std::result::Result<T, E>;
 pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
 
 /// Bytes to store, as they arrive.
-pub type ByteSource<'a> = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send + 'a>>;
+pub type ByteSource<'a> = Pin<Box<dyn Stream<Item = Result<Bytes, SourceError>> + Send + 'a>>;
 
 /// What a blob store holds, for a consistency check.
 #[derive(Debug, Clone, Default)]
@@ -107,26 +119,9 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Whether the store can be reached (for health checks).
     async fn check(&self) -> Result<()>;
 
-    /// Whether `complete` can verify a whole-file CRC32C for this store.
-    fn verifies_crc32c(&self) -> bool;
-
     /// Prepares storage for a new upload of `num_bytes`. Returns the
     /// store's own id of the upload, if it has one.
     async fn create_upload(&self, upload_id: &UploadId, file_uid: &FileUid, num_bytes: u64) -> Result<Option<String>>;
-
-    /// A presigned URL at which clients PUT a part straight into the store,
-    /// valid until `expires` (Unix seconds); `None` when ferry takes part
-    /// PUTs itself.
-    fn part_url(&self, upload: StoreUpload<'_>, part_number: u32, expires: u64) -> Option<String>;
-
-    /// The parts the store holds, when it keeps its own record of them (S3
-    /// ListParts); `None` when ferry records parts itself.
-    async fn stored_parts(&self, upload: StoreUpload<'_>) -> Result<Option<BTreeMap<u32, RecordedPart>>>;
-
-    /// Turns an upload's parts, in order with their tokens, into the file.
-    /// Idempotent: after a crash between this and the metadata commit,
-    /// calling it again is safe.
-    async fn complete_upload(&self, upload: StoreUpload<'_>, parts: &BTreeMap<u32, PartToken>) -> Result<()>;
 
     /// Stores a whole file of at most `max_len` bytes from a stream. The
     /// file exists under `file_uid` only once all its bytes are durable; on

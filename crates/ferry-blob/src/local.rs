@@ -33,11 +33,6 @@ use tokio::io::AsyncReadExt;
 use tokio::task::spawn_blocking;
 use tokio_util::io::ReaderStream;
 
-use std::collections::BTreeMap;
-
-use ferry_core::token::PartToken;
-use ferry_core::upload::RecordedPart;
-
 use crate::{BlobError, BlobInventory, BlobStore, ByteSource, ByteStream, Result, StoreUpload};
 
 /// Bytes gathered before one positioned write: big enough that syscalls
@@ -430,10 +425,6 @@ impl BlobStore for LocalDisk {
         .await
     }
 
-    fn verifies_crc32c(&self) -> bool {
-        true
-    }
-
     async fn create_upload(&self, upload_id: &UploadId, _file_uid: &FileUid, num_bytes: u64) -> Result<Option<String>> {
         let (path, dir) = (self.shared.staging_path(upload_id), self.shared.staging.clone());
         blocking(move || {
@@ -447,18 +438,6 @@ impl BlobStore for LocalDisk {
             Ok(None)
         })
         .await
-    }
-
-    fn part_url(&self, _upload: StoreUpload<'_>, _part_number: u32, _expires: u64) -> Option<String> {
-        None
-    }
-
-    async fn stored_parts(&self, _upload: StoreUpload<'_>) -> Result<Option<BTreeMap<u32, RecordedPart>>> {
-        Ok(None)
-    }
-
-    async fn complete_upload(&self, upload: StoreUpload<'_>, _parts: &BTreeMap<u32, PartToken>) -> Result<()> {
-        self.seal(&upload.upload_id)?.place(&upload.file_uid).await
     }
 
     async fn write_file(&self, file_uid: &FileUid, max_len: u64, mut bytes: ByteSource<'_>) -> Result<PartDigest> {

@@ -282,6 +282,72 @@ impl S3 {
         BlobError::Store(format!("{status}: {}", error_code(&text).unwrap_or_else(|| text.into_owned())))
     }
 
+    /// A presigned URL at which clients PUT part `part_number` of `upload`
+    /// straight into the store, valid until `expires` (Unix seconds).
+    pub fn part_url(&self, upload: StoreUpload<'_>, part_number: u32, expires: u64) -> Option<String> {
+        let key = self.key(&upload.file_uid);
+        let number = u16::try_from(part_number + 1).ok()?;
+        let action = self.bucket.upload_part(Some(&self.credentials), &key, number, upload.store_upload_id?);
+        // Signed as of `expires - ttl`: the same expiry gives the same URL.
+        let signed_at = jiff::Timestamp::from_second(expires as i64 - self.url_ttl.as_secs() as i64).ok()?;
+        Some(action.sign_with_time(self.url_ttl, &signed_at).to_string())
+    }
+
+    /// The parts the store holds for `upload` (ListParts, every page): the
+    /// record part tokens are checked against.
+    pub async fn stored_parts(&self, upload: StoreUpload<'_>) -> Result<BTreeMap<u32, RecordedPart>> {
+        let (key, Some(id)) = (self.key(&upload.file_uid), upload.store_upload_id) else {
+            return Ok(BTreeMap::new());
+        };
+        let mut parts = BTreeMap::new();
+        let mut marker = None;
+        loop {
+            let mut action = self.bucket.list_parts(Some(&self.credentials), &key, id);
+            action.set_max_parts(self.page_size);
+            if let Some(marker) = marker {
+                action.set_part_number_marker(marker);
+            }
+            let (status, body) = self.send(Method::GET, action.sign(OWN_REQUEST_TTL), None).await?;
+            if status == StatusCode::NOT_FOUND {
+                return Err(BlobError::UploadGone);
+            }
+            if !status.is_success() {
+                return Err(Self::refused(status, &body));
+            }
+            let listed = ListParts::parse_response(&String::from_utf8_lossy(&body)).map_err(store_error)?;
+            for part in &listed.parts {
+                let part_number = u32::from(part.number) - 1;
+                let token = PartToken::from_wire(&part.etag);
+                parts.insert(part_number, RecordedPart { part_number, token, crc32c: None, num_bytes: part.size });
+            }
+            // Kept by the parser only when the page is truncated.
+            match listed.next_part_number_marker {
+                Some(next) => marker = Some(next),
+                None => return Ok(parts),
+            }
+        }
+    }
+
+    /// Turns an upload's parts, with exactly these tokens (ETags), into the
+    /// file. Idempotent: after a crash between this and the metadata
+    /// commit, calling it again is safe.
+    pub async fn complete_upload(&self, upload: StoreUpload<'_>, parts: &BTreeMap<u32, PartToken>) -> Result<()> {
+        let key = self.key(&upload.file_uid);
+        let id = upload.store_upload_id.ok_or_else(|| BlobError::Store("the upload has no store id".into()))?;
+        let etags: Vec<String> = parts.values().map(PartToken::to_etag).collect();
+        let etags: Vec<&str> = etags.iter().map(String::as_str).collect();
+        match self.complete_multipart(&key, id, &etags).await {
+            Err(BlobError::Store(why)) if why.contains("NoSuchUpload") => {
+                // Completed already by an attempt that was not committed.
+                match self.object_size(&key).await? {
+                    Some(_) => Ok(()),
+                    None => Err(BlobError::UploadGone),
+                }
+            }
+            other => other,
+        }
+    }
+
     async fn abort(&self, key: &str, store_upload_id: Option<&str>) -> Result<()> {
         if let Some(id) = store_upload_id {
             let url = self.bucket.abort_multipart_upload(Some(&self.credentials), key, id).sign(OWN_REQUEST_TTL);
@@ -369,12 +435,6 @@ impl BlobStore for S3 {
         if response.status().is_success() { Ok(()) } else { Err(Self::refused(response.status(), b"")) }
     }
 
-    /// Clients PUT parts without S3 checksum headers, so the store checks
-    /// no whole-file CRC32C; ferry computes it at ingestion instead.
-    fn verifies_crc32c(&self) -> bool {
-        false
-    }
-
     async fn create_upload(
         &self,
         _upload_id: &UploadId,
@@ -382,65 +442,6 @@ impl BlobStore for S3 {
         _num_bytes: u64,
     ) -> Result<Option<String>> {
         Ok(Some(self.create_multipart(&self.key(file_uid)).await?))
-    }
-
-    fn part_url(&self, upload: StoreUpload<'_>, part_number: u32, expires: u64) -> Option<String> {
-        let key = self.key(&upload.file_uid);
-        let number = u16::try_from(part_number + 1).ok()?;
-        let action = self.bucket.upload_part(Some(&self.credentials), &key, number, upload.store_upload_id?);
-        // Signed as of `expires - ttl`: the same expiry gives the same URL.
-        let signed_at = jiff::Timestamp::from_second(expires as i64 - self.url_ttl.as_secs() as i64).ok()?;
-        Some(action.sign_with_time(self.url_ttl, &signed_at).to_string())
-    }
-
-    async fn stored_parts(&self, upload: StoreUpload<'_>) -> Result<Option<BTreeMap<u32, RecordedPart>>> {
-        let (key, Some(id)) = (self.key(&upload.file_uid), upload.store_upload_id) else {
-            return Ok(Some(BTreeMap::new()));
-        };
-        let mut parts = BTreeMap::new();
-        let mut marker = None;
-        loop {
-            let mut action = self.bucket.list_parts(Some(&self.credentials), &key, id);
-            action.set_max_parts(self.page_size);
-            if let Some(marker) = marker {
-                action.set_part_number_marker(marker);
-            }
-            let (status, body) = self.send(Method::GET, action.sign(OWN_REQUEST_TTL), None).await?;
-            if status == StatusCode::NOT_FOUND {
-                return Err(BlobError::UploadGone);
-            }
-            if !status.is_success() {
-                return Err(Self::refused(status, &body));
-            }
-            let listed = ListParts::parse_response(&String::from_utf8_lossy(&body)).map_err(store_error)?;
-            for part in &listed.parts {
-                let part_number = u32::from(part.number) - 1;
-                let token = PartToken::from_wire(&part.etag);
-                parts.insert(part_number, RecordedPart { part_number, token, crc32c: None, num_bytes: part.size });
-            }
-            // Kept by the parser only when the page is truncated.
-            match listed.next_part_number_marker {
-                Some(next) => marker = Some(next),
-                None => return Ok(Some(parts)),
-            }
-        }
-    }
-
-    async fn complete_upload(&self, upload: StoreUpload<'_>, parts: &BTreeMap<u32, PartToken>) -> Result<()> {
-        let key = self.key(&upload.file_uid);
-        let id = upload.store_upload_id.ok_or_else(|| BlobError::Store("the upload has no store id".into()))?;
-        let etags: Vec<String> = parts.values().map(PartToken::to_etag).collect();
-        let etags: Vec<&str> = etags.iter().map(String::as_str).collect();
-        match self.complete_multipart(&key, id, &etags).await {
-            Err(BlobError::Store(why)) if why.contains("NoSuchUpload") => {
-                // Completed already by an attempt that was not committed.
-                match self.object_size(&key).await? {
-                    Some(_) => Ok(()),
-                    None => Err(BlobError::UploadGone),
-                }
-            }
-            other => other,
-        }
     }
 
     async fn write_file(&self, file_uid: &FileUid, max_len: u64, mut bytes: ByteSource<'_>) -> Result<PartDigest> {

@@ -1,8 +1,6 @@
 //! The embedded blob store on a real temp dir.
 
 use bytes::Bytes;
-use std::collections::BTreeMap;
-
 use ferry_blob::{BlobError, BlobStore, LocalDisk, PartWriter, StoreUpload};
 use ferry_core::blob_key::BlobKey;
 use ferry_core::checksum::Crc32c;
@@ -61,6 +59,11 @@ impl Fixture {
         stream.try_collect::<Vec<Bytes>>().await.unwrap().concat()
     }
 
+    /// What a complete does to the bytes: seal, rename, unseal.
+    async fn complete(&self) {
+        self.disk.seal(&self.upload).unwrap().place(&self.file).await.unwrap();
+    }
+
     fn store_upload(&self) -> StoreUpload<'static> {
         StoreUpload { upload_id: self.upload, file_uid: self.file, store_upload_id: None }
     }
@@ -79,12 +82,12 @@ async fn parts_land_in_place_and_complete_turns_them_into_the_file() {
     let combined = Crc32c::combine_all([crcs[1], crcs[2], crcs[0]].into_iter().zip(f.plan.parts().map(|r| r.length)));
     assert_eq!(combined, Crc32c::of(&f.bytes));
 
-    f.disk.complete_upload(f.store_upload(), &BTreeMap::new()).await.unwrap();
+    f.complete().await;
     assert!(!f.staging().exists());
     assert_eq!(f.read(0..f.bytes.len() as u64).await, f.bytes);
     assert_eq!(f.read(5..5 * MIB as u64 + 7).await, &f.bytes[5..5 * MIB + 7]);
     // Completing again (a retry after a crash before the commit) is fine.
-    f.disk.complete_upload(f.store_upload(), &BTreeMap::new()).await.unwrap();
+    f.complete().await;
 }
 
 #[tokio::test]
@@ -155,7 +158,7 @@ async fn a_placed_file_whose_commit_never_came_takes_parts_again() {
     seal.unplace(&f.file).await.unwrap();
     drop(seal);
     assert!(f.staging().exists());
-    f.disk.complete_upload(f.store_upload(), &BTreeMap::new()).await.unwrap();
+    f.complete().await;
     assert_eq!(f.read(0..f.bytes.len() as u64).await, f.bytes);
     // With neither the staging file nor the file, the upload is gone.
     f.disk.abort_upload(f.store_upload()).await.unwrap();
@@ -166,7 +169,7 @@ async fn a_placed_file_whose_commit_never_came_takes_parts_again() {
 async fn abort_frees_the_staging_file_and_any_uncommitted_file() {
     let f = fixture(MIB).await;
     f.put(0).await;
-    f.disk.complete_upload(f.store_upload(), &BTreeMap::new()).await.unwrap();
+    f.complete().await;
     let file = f.root.join("files").join(f.file.to_string());
     assert!(file.exists());
     f.disk.abort_upload(f.store_upload()).await.unwrap();

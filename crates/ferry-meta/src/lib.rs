@@ -1,16 +1,19 @@
 //! The metadata store: orgs, API keys, uploads and their parts, files, and
 //! the queue of blobs to delete.
 //!
-//! [`MetadataStore`] is the one interface the server uses; SQLite (the
-//! embedded default) and PostgreSQL (scale-out) implement it here, and both
-//! pass the one conformance suite in `tests/conformance.rs`.
+//! The server sees it through four traits, one per role ([`Orgs`],
+//! [`Uploads`], [`Files`], [`Deletions`]), together [`MetadataStore`]. They
+//! are implemented once, in `store.rs`, as flows over an [`Engine`]: SQLite
+//! (the embedded default) or PostgreSQL (scale-out). Both pass the one
+//! conformance suite in `tests/conformance.rs`.
 //!
-//! Rules every implementation keeps:
+//! Rules every flow keeps:
 //! - every query that serves an API request takes the org id, so one org
 //!   can never see another's rows (the presigned part PUT is the exception:
 //!   its URL, not an org, authorizes it);
 //! - races resolve inside one transaction (a conditional update, a unique
-//!   index), never in process memory, so several servers may share a store;
+//!   index, a row lock), never in process memory, so several servers may
+//!   share a store;
 //! - a blob whose bytes are no longer referenced is queued for deletion in
 //!   the same transaction that stops referencing it.
 
@@ -25,21 +28,25 @@ use ferry_core::plan::PartPlan;
 use ferry_core::token::PartToken;
 use ferry_core::upload::{ClaimProblems, RecordedPart, TokenClaim, UploadState};
 
-pub mod postgres;
-pub mod sqlite;
+pub mod engine;
+mod postgres;
+mod sqlite;
+mod store;
 
+pub use engine::Engine;
 pub use postgres::Postgres;
 pub use sqlite::Sqlite;
+pub use store::Store;
 
 /// Unix time in seconds, as every timestamp in the store is kept.
 pub type UnixSeconds = i64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
-    #[error("upload not found")]
-    UploadNotFound,
-    #[error("the upload is {}", .0.as_str())]
-    UploadNotActive(UploadState),
+    #[error("upload `{0}` not found")]
+    UploadNotFound(UploadId),
+    #[error("upload `{0}` is {state}", state = .1.as_str())]
+    UploadNotActive(UploadId, UploadState),
     /// A part's record changed after the complete checked it: the commit
     /// was refused and nothing changed.
     #[error("a part of the upload changed after the complete checked it")]
@@ -48,6 +55,14 @@ pub enum MetaError {
     OrgExists(String),
     #[error("no org is named `{0}`")]
     OrgNotFound(String),
+    /// A unique constraint refused a row (the flows turn it into what it
+    /// means: an org that exists, a bootstrap done by another node).
+    #[error("the row exists already: {0}")]
+    Duplicate(String),
+    /// A flow found nothing to change and rolled its transaction back (it
+    /// turns this into its own answer; no method of the store returns it).
+    #[error("nothing to change")]
+    NothingChanged,
     #[error("the org's quota of {quota} bytes would be exceeded ({used} bytes in use)")]
     QuotaExceeded { quota: u64, used: u64 },
     #[error("the metadata store's disk is full")]
@@ -206,13 +221,9 @@ pub struct BlobDeletion {
     pub blob_key: BlobKey,
 }
 
+/// Orgs and their API keys.
 #[async_trait]
-pub trait MetadataStore: Send + Sync + 'static {
-    /// Whether the store answers at all (for health checks).
-    async fn ping(&self) -> Result<()>;
-
-    // Orgs and API keys.
-
+pub trait Orgs: Send + Sync {
     async fn create_org(&self, name: &str, now: UnixSeconds) -> Result<OrgRecord>;
     async fn find_org(&self, name: &str) -> Result<Option<OrgRecord>>;
     /// Creates org `org_name` with one key, but only if the store has no org
@@ -224,9 +235,11 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn list_api_keys(&self, org_id: &OrgId) -> Result<Vec<ApiKeyRecord>>;
     /// Returns whether a key with this id existed (revoking twice is fine).
     async fn revoke_api_key(&self, key_id: &KeyId, now: UnixSeconds) -> Result<bool>;
+}
 
-    // Uploads.
-
+/// Uploads in progress and their parts, to their completion or abort.
+#[async_trait]
+pub trait Uploads: Send + Sync {
     /// Records a new upload whose storage exists, and removes the deletion
     /// queue entry `guard` that covered that storage until now. With a
     /// `quota`, refuses ([`MetaError::QuotaExceeded`]) if the org's files
@@ -238,9 +251,6 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// The newest active upload of `file_name` in the org.
     async fn find_resumable_upload(&self, org_id: &OrgId, file_name: &str) -> Result<Option<UploadRecord>>;
     async fn touch_upload(&self, upload_id: &UploadId, now: UnixSeconds) -> Result<()>;
-
-    // Parts.
-
     async fn list_parts(&self, upload_id: &UploadId) -> Result<BTreeMap<u32, RecordedPart>>;
     async fn list_checkpoints(&self, upload_id: &UploadId) -> Result<Vec<TokenClaim>>;
     /// Whether a part is recorded as uploaded.
@@ -265,21 +275,30 @@ pub trait MetadataStore: Send + Sync + 'static {
         store_parts: Option<&BTreeMap<u32, RecordedPart>>,
         now: UnixSeconds,
     ) -> Result<Result<usize, ClaimProblems>>;
-
-    // Completion and abort.
-
     /// Completes an active upload and registers its file in one transaction.
     /// Of several racing calls exactly one succeeds; the others get
     /// [`MetaError::UploadNotActive`]. With `verified_parts`, refuses
     /// ([`MetaError::PartsChanged`]) unless the part records are those.
     async fn complete_upload(&self, registration: &Registration) -> Result<Registered>;
     async fn abort_upload(&self, org_id: &OrgId, upload_id: &UploadId, now: UnixSeconds) -> Result<AbortOutcome>;
+    /// Aborts active uploads idle since before `idle_before`, queueing
+    /// their storage for deletion. Returns the ones it aborted.
+    async fn expire_idle_uploads(
+        &self,
+        idle_before: UnixSeconds,
+        now: UnixSeconds,
+        limit: usize,
+    ) -> Result<Vec<UploadId>>;
+    /// How many uploads are active (for metrics).
+    async fn count_active_uploads(&self) -> Result<u64>;
+}
 
-    // Files.
-
+/// Registered files, their names, and the extraction of their attributes.
+#[async_trait]
+pub trait Files: Send + Sync {
     /// Registers a file stored without an upload, and removes the deletion
     /// queue entry `guard` that covered its bytes while they were written.
-    /// With a `quota`, refuses as [`MetadataStore::insert_upload`] does.
+    /// With a `quota`, refuses as [`Uploads::insert_upload`] does.
     async fn register_file(
         &self,
         file: &NewFile,
@@ -311,9 +330,6 @@ pub trait MetadataStore: Send + Sync + 'static {
         now: UnixSeconds,
         delete_after: UnixSeconds,
     ) -> Result<Option<FileRecord>>;
-
-    // Attribute extraction.
-
     /// Leases one just-registered file for extraction (the fast path, right
     /// after registration). `None` if it is taken, done or deleted.
     async fn claim_file_to_ingest(
@@ -334,33 +350,24 @@ pub trait MetadataStore: Send + Sync + 'static {
         checksum_crc32c: Option<Crc32c>,
         now: UnixSeconds,
     ) -> Result<()>;
+}
 
-    // The janitor's work.
-
-    /// Aborts active uploads idle since before `idle_before`, queueing
-    /// their storage for deletion. Returns the ones it aborted.
-    async fn expire_idle_uploads(
-        &self,
-        idle_before: UnixSeconds,
-        now: UnixSeconds,
-        limit: usize,
-    ) -> Result<Vec<UploadId>>;
-    /// How many uploads are active (for metrics).
-    async fn count_active_uploads(&self) -> Result<u64>;
-    /// Every file, active upload and queued deletion, for a consistency check.
-    async fn inventory(&self) -> Result<Inventory>;
-
-    // The blob deletion queue.
-
+/// The durable queue of blobs to delete, and what a consistency check
+/// compares with the stored bytes.
+#[async_trait]
+pub trait Deletions: Send + Sync {
     async fn enqueue_blob_deletion(&self, key: &BlobKey, not_before: UnixSeconds) -> Result<BlobDeletionId>;
     /// Leases due entries for `lease_secs`; an entry whose lease ran out
     /// (its janitor died) is due again.
     async fn claim_blob_deletions(&self, now: UnixSeconds, lease_secs: i64, limit: usize) -> Result<Vec<BlobDeletion>>;
     async fn finish_blob_deletion(&self, id: BlobDeletionId) -> Result<()>;
+    /// Every file, active upload and queued deletion, for a consistency check.
+    async fn inventory(&self) -> Result<Inventory>;
 }
 
-/// Whether the part records are exactly the ones a complete verified.
-pub(crate) fn parts_unchanged(verified: &BTreeMap<u32, PartToken>, recorded: &BTreeMap<u32, RecordedPart>) -> bool {
-    verified.len() == recorded.len()
-        && verified.iter().all(|(n, token)| recorded.get(n).is_some_and(|p| &p.token == token))
+/// The whole metadata store, as the server holds it.
+#[async_trait]
+pub trait MetadataStore: Orgs + Uploads + Files + Deletions {
+    /// Whether the store answers at all (for health checks).
+    async fn ping(&self) -> Result<()>;
 }

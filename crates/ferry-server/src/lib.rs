@@ -3,6 +3,7 @@
 //! - [`service`]: the operations of the contract, with no HTTP in them;
 //! - [`http`]: routes, authentication, request parsing, logging, and the one
 //!   place where errors become the contract's envelope;
+//! - [`settings`]: every setting of `ferry serve`, in one struct;
 //! - [`startup`]: opening the data dir, the stores and the server secret;
 //! - [`telemetry`]: the metrics behind `/metrics`;
 //! - [`failpoint`]: where tests pause or crash the server (test builds only).
@@ -10,5 +11,6 @@
 pub mod failpoint;
 pub mod http;
 pub mod service;
+pub mod settings;
 pub mod startup;
 pub mod telemetry;

@@ -14,50 +14,14 @@ use ferry_core::presign::{MAX_URL_TTL_SECS, MIN_URL_TTL_SECS, PartUrlSigner};
 use ferry_core::secret::ServerSecret;
 use ferry_core::token::PartTokenKey;
 use ferry_core::upload::UploadPolicy;
-use ferry_meta::{MetadataStore, Postgres, Sqlite};
+use ferry_meta::{MetadataStore, Postgres, Sqlite, Store};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::http::serve::{ConnectionLimits, serve};
-use crate::service::{Extractor, RateLimiter, Service, Settings, now_secs};
-
-/// Every setting of `ferry serve` (spec §7), resolved.
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    pub listen: String,
-    pub data_dir: PathBuf,
-    pub public_url: Option<String>,
-    pub database_url: Option<String>,
-    pub storage: Option<String>,
-    /// Where an `s3://` storage is, and the key to reach it.
-    pub s3: S3Settings,
-    pub url_ttl_secs: u64,
-    pub part_size: u64,
-    pub upload_expiry_secs: u64,
-    pub max_simple_upload: u64,
-    pub max_upload_size: u64,
-    pub allowed_file_types: Vec<String>,
-    pub bootstrap_key: Option<String>,
-    pub deletion_grace_secs: u64,
-    pub janitor_interval_secs: u64,
-    pub shutdown_timeout_secs: u64,
-    pub metrics_need_key: bool,
-    /// Bytes an org's files and uploads in progress may take (0: no limit).
-    pub org_quota: u64,
-    /// API requests per second per key (0: no limit).
-    pub rate_limit: u32,
-    /// Seconds a request body may stay silent before it is cut off.
-    pub body_timeout_secs: u64,
-    /// Seconds a request head may take from its first byte.
-    pub header_timeout_secs: u64,
-    /// Seconds a connection may sit with no request and no byte moving.
-    pub idle_timeout_secs: u64,
-    /// Connections at once; past it new ones are closed at once.
-    pub max_connections: usize,
-    /// Seconds the rest of a refused request's body is read before the answer.
-    pub drain_timeout_secs: u64,
-    /// Seconds bytes written ahead of their metadata row are kept for it.
-    pub orphan_grace_secs: u64,
-}
+use crate::service::{Extractor, LocalParts, RateLimiter, Service, Storage, now_secs};
+use crate::settings::{Settings, StorageSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -74,28 +38,30 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartupError
     move |source| StartupError::Io { context, source }
 }
 
-#[derive(Debug, Clone, Default)]
-pub struct S3Settings {
-    pub endpoint: Option<String>,
-    pub region: Option<String>,
-    pub access_key_id: Option<String>,
-    pub secret_access_key: Option<String>,
-    pub page_size: Option<u16>,
+/// The blob store the settings name, opened.
+pub enum OpenedStore {
+    Local(Arc<LocalDisk>),
+    S3(Arc<S3>),
 }
 
-/// A blob store, and the same store as the local disk when ferry takes part
-/// PUTs itself.
-pub type BlobStores = (Arc<dyn BlobStore>, Option<Arc<LocalDisk>>);
+impl OpenedStore {
+    pub fn bytes(&self) -> Arc<dyn BlobStore> {
+        match self {
+            Self::Local(disk) => disk.clone(),
+            Self::S3(s3) => s3.clone(),
+        }
+    }
+}
 
 /// The blob store the settings name: the data dir by default, or a bucket
 /// of an S3-compatible store for `s3://BUCKET[/PREFIX]`. Shared by `serve`
 /// and the admin commands.
 pub fn open_blob_store(
     data_dir: &Path,
-    storage: Option<&str>,
-    s3: &S3Settings,
+    settings: &StorageSettings,
     url_ttl: Duration,
-) -> Result<BlobStores, StartupError> {
+) -> Result<OpenedStore, StartupError> {
+    let storage = settings.storage.as_deref();
     match storage.and_then(|s| s.strip_prefix("s3://")) {
         Some(location) => {
             let (bucket, prefix) = location.split_once('/').unwrap_or((location, ""));
@@ -105,18 +71,18 @@ pub fn open_blob_store(
                 value.clone().ok_or_else(|| StartupError::Setting(format!("storage `s3://…` needs {name}")))
             };
             let s3 = S3::new(S3Config {
-                endpoint: need(&s3.endpoint, "FERRY_S3_ENDPOINT")?,
-                region: s3.region.clone().unwrap_or_else(|| "us-east-1".into()),
+                endpoint: need(&settings.s3_endpoint, "FERRY_S3_ENDPOINT")?,
+                region: settings.s3_region.clone().unwrap_or_else(|| "us-east-1".into()),
                 bucket: bucket.to_owned(),
                 prefix,
-                access_key_id: need(&s3.access_key_id, "FERRY_S3_ACCESS_KEY_ID")?,
-                secret_access_key: need(&s3.secret_access_key, "FERRY_S3_SECRET_ACCESS_KEY")?,
+                access_key_id: need(&settings.s3_access_key_id, "FERRY_S3_ACCESS_KEY_ID")?,
+                secret_access_key: need(&settings.s3_secret_access_key, "FERRY_S3_SECRET_ACCESS_KEY")?,
                 url_ttl,
-                page_size: s3.page_size.unwrap_or(S3Config::DEFAULT_PAGE_SIZE),
+                page_size: settings.s3_page_size.unwrap_or(S3Config::DEFAULT_PAGE_SIZE),
                 retry_for: S3Config::DEFAULT_RETRY_FOR,
             })
             .map_err(|e| StartupError::Setting(format!("storage: {e}")))?;
-            Ok((Arc::new(s3), None))
+            Ok(OpenedStore::S3(Arc::new(s3)))
         }
         None => {
             if let Some(storage) = storage.filter(|s| Path::new(s) != data_dir) {
@@ -125,8 +91,7 @@ pub fn open_blob_store(
                 )));
             }
             let disk = LocalDisk::open(&data_dir.join("blobs")).map_err(io("opening the blob store"))?;
-            let disk = Arc::new(disk);
-            Ok((disk.clone(), Some(disk)))
+            Ok(OpenedStore::Local(Arc::new(disk)))
         }
     }
 }
@@ -144,7 +109,7 @@ pub async fn open_metadata(
 ) -> Result<Arc<dyn MetadataStore>, StartupError> {
     let path = match database_url {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            return Ok(Arc::new(Postgres::connect(url).await?));
+            return Ok(Arc::new(Store::new(Postgres::connect(url).await?)));
         }
         None => data_dir.join(DATABASE_FILE),
         Some(url) => match url.strip_prefix("sqlite://") {
@@ -159,7 +124,7 @@ pub async fn open_metadata(
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::create_dir_all(parent).map_err(io(format!("creating {}", parent.display())))?;
     }
-    Ok(Arc::new(Sqlite::open(&path)?))
+    Ok(Arc::new(Store::new(Sqlite::open(&path)?)))
 }
 
 /// Reads the server secret, creating it (mode 0600) on first start.
@@ -197,76 +162,52 @@ pub struct Server {
     /// The API key generated for the `default` org on first start, to be
     /// shown once to the operator (and never logged).
     pub generated_key: Option<String>,
-    timing: Timing,
-}
-
-struct Timing {
-    janitor_interval: Duration,
-    body_timeout: Duration,
-    connections: ConnectionLimits,
 }
 
 impl Server {
-    pub async fn start(config: ServerConfig) -> Result<Self, StartupError> {
-        if !(MIN_URL_TTL_SECS..=MAX_URL_TTL_SECS).contains(&config.url_ttl_secs) {
+    pub async fn start(settings: Settings) -> Result<Self, StartupError> {
+        let url_ttl = settings.url_ttl.as_secs();
+        if !(MIN_URL_TTL_SECS..=MAX_URL_TTL_SECS).contains(&url_ttl) {
             return Err(StartupError::Setting(format!(
                 "url-ttl must be between {MIN_URL_TTL_SECS} and {MAX_URL_TTL_SECS} seconds"
             )));
         }
-        let policy = UploadPolicy::new(config.max_upload_size, config.part_size, config.allowed_file_types.clone())
-            .map_err(|e| StartupError::Setting(e.to_string()))?;
+        let policy =
+            UploadPolicy::new(settings.max_upload_size, settings.part_size, settings.allowed_file_types.clone())
+                .map_err(|e| StartupError::Setting(e.to_string()))?;
 
-        fs::create_dir_all(&config.data_dir).map_err(io(format!("creating {}", config.data_dir.display())))?;
-        let meta = open_metadata(&config.data_dir, config.database_url.as_deref()).await?;
-        let secret = load_or_create_secret(&config.data_dir)?;
-        let (blob, local_parts) = open_blob_store(
-            &config.data_dir,
-            config.storage.as_deref(),
-            &config.s3,
-            Duration::from_secs(config.url_ttl_secs),
-        )?;
+        let data_dir = &settings.data_dir;
+        fs::create_dir_all(data_dir).map_err(io(format!("creating {}", data_dir.display())))?;
+        let meta = open_metadata(data_dir, settings.database_url.as_deref()).await?;
+        let secret = load_or_create_secret(data_dir)?;
+        let opened = open_blob_store(data_dir, &settings.storage, settings.url_ttl.get())?;
 
-        let generated_key = bootstrap(meta.as_ref(), config.bootstrap_key.as_deref()).await?;
+        let generated_key = bootstrap(meta.as_ref(), settings.bootstrap_key.as_deref()).await?;
 
         let listener =
-            TcpListener::bind(&config.listen).await.map_err(io(format!("listening on {}", config.listen)))?;
+            TcpListener::bind(&settings.listen).await.map_err(io(format!("listening on {}", settings.listen)))?;
         let address = listener.local_addr().map_err(io("reading the bound address"))?;
-        let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{address}"));
-        let settings = Settings {
-            public_url: public_url.trim_end_matches('/').to_owned(),
-            url_ttl: Duration::from_secs(config.url_ttl_secs),
-            upload_expiry: Duration::from_secs(config.upload_expiry_secs),
-            deletion_grace: Duration::from_secs(config.deletion_grace_secs),
-            max_simple_upload: config.max_simple_upload,
-            metrics_need_key: config.metrics_need_key,
-            org_quota: (config.org_quota > 0).then_some(config.org_quota),
-            orphan_grace: Duration::from_secs(config.orphan_grace_secs.max(1)),
-            drain_timeout: Duration::from_secs(config.drain_timeout_secs),
+        let public_url = settings.public_url.clone().unwrap_or_else(|| format!("http://{address}"));
+        let storage = match opened {
+            OpenedStore::Local(disk) => Storage::Local(LocalParts {
+                disk,
+                signer: PartUrlSigner::new(&secret),
+                token_key: PartTokenKey::new(&secret),
+                public_url: public_url.trim_end_matches('/').to_owned(),
+            }),
+            OpenedStore::S3(s3) => Storage::S3(s3),
         };
-        let extractor = Extractor { meta: meta.clone(), blob: blob.clone() };
+        let extractor = Extractor { meta: meta.clone(), blob: storage.bytes(), tasks: TaskTracker::new() };
         let service = Service {
-            rate_limiter: RateLimiter::per_second(config.rate_limit),
+            rate_limiter: RateLimiter::per_second(settings.rate_limit),
             extractor,
             metrics: Arc::default(),
             meta,
-            blob,
-            local_parts,
-            signer: PartUrlSigner::new(&secret),
-            token_key: PartTokenKey::new(&secret),
+            storage,
             policy,
             settings,
         };
-        let timing = Timing {
-            janitor_interval: Duration::from_secs(config.janitor_interval_secs.max(1)),
-            body_timeout: Duration::from_secs(config.body_timeout_secs.max(1)),
-            connections: ConnectionLimits {
-                header_timeout: Duration::from_secs(config.header_timeout_secs.max(1)),
-                idle_timeout: Duration::from_secs(config.idle_timeout_secs.max(1)),
-                max_connections: config.max_connections.max(1),
-                shutdown_timeout: Duration::from_secs(config.shutdown_timeout_secs),
-            },
-        };
-        Ok(Self { listener, service: Arc::new(service), generated_key, timing })
+        Ok(Self { listener, service: Arc::new(service), generated_key })
     }
 
     /// Serves until `shutdown` resolves, then stops accepting and gives the
@@ -274,11 +215,27 @@ impl Server {
     /// finish. The janitor runs beside it from the first moment, which also
     /// picks up whatever a crash left behind.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        let janitor = tokio::spawn(self.service.clone().run_janitor(self.timing.janitor_interval));
+        let settings = &self.service.settings;
+        let limits = ConnectionLimits {
+            header_timeout: settings.header_timeout.get().max(Duration::from_secs(1)),
+            idle_timeout: settings.idle_timeout.get().max(Duration::from_secs(1)),
+            max_connections: settings.max_connections.max(1),
+            shutdown_timeout: settings.shutdown_timeout.get(),
+        };
+        let janitor_interval = settings.janitor_interval.get().max(Duration::from_secs(1));
+        let body_timeout = settings.body_timeout.get().max(Duration::from_secs(1));
+        // Background work is owned: told to stop, and waited for (within
+        // the shutdown timeout), never cut off mid-pass.
+        let (tasks, stop) = (self.service.extractor.tasks.clone(), CancellationToken::new());
+        tasks.spawn(self.service.clone().run_janitor(janitor_interval, stop.clone()));
         let metrics = self.service.metrics.clone();
-        let app = crate::http::router(self.service, self.timing.body_timeout);
-        serve(self.listener, app, self.timing.connections, metrics, shutdown).await;
-        janitor.abort();
+        let app = crate::http::router(self.service, body_timeout);
+        serve(self.listener, app, limits, metrics, shutdown).await;
+        stop.cancel();
+        tasks.close();
+        if tokio::time::timeout(limits.shutdown_timeout, tasks.wait()).await.is_err() {
+            tracing::warn!("background work still running after the shutdown timeout; stopping anyway");
+        }
         Ok(())
     }
 }

@@ -1,10 +1,11 @@
 //! The command line. Every `serve` setting is a flag and an environment
-//! variable (spec §7); flags beat the environment, which beats the
-//! `--config` file, which beats the defaults.
+//! variable (`ferry_server::settings`); flags beat the environment, which
+//! beats the `--config` file, which beats the defaults.
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use ferry_server::settings::{Settings, StorageSettings};
 
 #[derive(Debug, Parser)]
 #[command(name = "ferry", version, about = "A self-hostable file service for files of any size")]
@@ -64,98 +65,8 @@ pub struct ServeArgs {
     /// A TOML file with settings (the flags' long names, with `_` for `-`).
     #[arg(long, env = "FERRY_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Address to listen on [default: 127.0.0.1:8080].
-    #[arg(long, env = "FERRY_LISTEN")]
-    pub listen: Option<String>,
-    /// Where the database, the server secret and the bytes live [default: ./ferry-data].
-    #[arg(long, env = "FERRY_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// The base of presigned part URLs as clients reach this server [default: http://LISTEN].
-    #[arg(long, env = "FERRY_PUBLIC_URL")]
-    pub public_url: Option<String>,
-    /// The metadata database [default: ferry.db in the data dir].
-    #[arg(long, env = "FERRY_DATABASE_URL")]
-    pub database_url: Option<String>,
     #[command(flatten)]
-    pub storage: StorageArgs,
-    /// Lifetime of presigned part URLs, in seconds [default: 3600].
-    #[arg(long, env = "FERRY_URL_TTL")]
-    pub url_ttl: Option<u64>,
-    /// Preferred part size in bytes, at least 5 MiB [default: 8388608].
-    #[arg(long, env = "FERRY_PART_SIZE")]
-    pub part_size: Option<u64>,
-    /// Seconds without activity after which an upload expires [default: 604800].
-    #[arg(long, env = "FERRY_UPLOAD_EXPIRY")]
-    pub upload_expiry: Option<u64>,
-    /// Largest simple or base64 upload, in bytes [default: 536870912].
-    #[arg(long, env = "FERRY_MAX_SIMPLE_UPLOAD")]
-    pub max_simple_upload: Option<u64>,
-    /// Largest direct-to-cloud upload, in bytes [default: 268435456000 (250 GiB)].
-    #[arg(long, env = "FERRY_MAX_UPLOAD_SIZE")]
-    pub max_upload_size: Option<u64>,
-    /// Accepted file types, comma-separated [default: the contract's list].
-    #[arg(long, env = "FERRY_ALLOWED_FILE_TYPES", value_delimiter = ',')]
-    pub allowed_file_types: Option<Vec<String>>,
-    /// Seconds a replaced or deleted file's bytes stay readable [default: 600].
-    #[arg(long, env = "FERRY_DELETION_GRACE")]
-    pub deletion_grace: Option<u64>,
-    /// Seconds between janitor passes (deletions, expiry, extraction) [default: 60].
-    #[arg(long, env = "FERRY_JANITOR_INTERVAL")]
-    pub janitor_interval: Option<u64>,
-    /// Seconds requests in flight get to finish on shutdown [default: 30].
-    #[arg(long, env = "FERRY_SHUTDOWN_TIMEOUT")]
-    pub shutdown_timeout: Option<u64>,
-    /// Ask for an API key (of any org) on /metrics [default: false].
-    #[arg(long, env = "FERRY_METRICS_NEED_KEY")]
-    pub metrics_need_key: Option<bool>,
-    /// Bytes an org's files and uploads in progress may take; 0 for no limit [default: 0].
-    #[arg(long, env = "FERRY_ORG_QUOTA")]
-    pub org_quota: Option<u64>,
-    /// API requests per second per key (part PUTs are never limited); 0 for no limit [default: 0].
-    #[arg(long, env = "FERRY_RATE_LIMIT")]
-    pub rate_limit: Option<u32>,
-    /// Seconds a request body may stay silent before it is cut off [default: 60].
-    #[arg(long, env = "FERRY_BODY_TIMEOUT")]
-    pub body_timeout: Option<u64>,
-    /// Seconds a request's headers may take to arrive, from their first byte [default: 30].
-    #[arg(long, env = "FERRY_HEADER_TIMEOUT")]
-    pub header_timeout: Option<u64>,
-    /// Seconds a connection may stay open with no request and no byte moving [default: 60].
-    #[arg(long, env = "FERRY_IDLE_TIMEOUT")]
-    pub idle_timeout: Option<u64>,
-    /// Connections at once; past it new connections are closed at once [default: 4096].
-    #[arg(long, env = "FERRY_MAX_CONNECTIONS")]
-    pub max_connections: Option<usize>,
-    /// Seconds the rest of a refused request's body is read before the answer [default: 10].
-    #[arg(long, env = "FERRY_DRAIN_TIMEOUT")]
-    pub drain_timeout: Option<u64>,
-    /// Seconds bytes written ahead of their metadata row (an upload's first
-    /// storage, a simple upload) are kept if a crash stops the row [default: 86400].
-    #[arg(long, env = "FERRY_ORPHAN_GRACE")]
-    pub orphan_grace: Option<u64>,
-}
-
-/// Where file bytes are stored.
-#[derive(Debug, Args)]
-pub struct StorageArgs {
-    /// Where file bytes are stored: the data dir, or s3://BUCKET[/PREFIX] [default: the data dir].
-    #[arg(long, env = "FERRY_STORAGE")]
-    pub storage: Option<String>,
-    /// The S3-compatible store's endpoint, for s3:// storage (e.g. http://127.0.0.1:3900).
-    #[arg(long, env = "FERRY_S3_ENDPOINT")]
-    pub s3_endpoint: Option<String>,
-    /// The store's region [default: us-east-1].
-    #[arg(long, env = "FERRY_S3_REGION")]
-    pub s3_region: Option<String>,
-    /// The access key id for the store.
-    #[arg(long, env = "FERRY_S3_ACCESS_KEY_ID")]
-    pub s3_access_key_id: Option<String>,
-    /// Entries asked for per page of the store's listings [default: 1000].
-    #[arg(long, env = "FERRY_S3_PAGE_SIZE")]
-    pub s3_page_size: Option<u16>,
-    /// The secret access key (prefer the environment to a flag, which `ps` shows).
-    #[arg(long, env = "FERRY_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
-    pub s3_secret_access_key: Option<String>,
+    pub settings: Settings,
 }
 
 #[derive(Debug, Args)]
@@ -182,7 +93,7 @@ pub enum AdminCommand {
     /// difference and exits 1 if there is one.
     ///
     /// Example: ferry admin --data-dir /var/lib/ferry check
-    Check(StorageArgs),
+    Check(StorageSettings),
 }
 
 #[derive(Debug, Subcommand)]

@@ -2,20 +2,28 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 mod admin;
 mod cli;
 mod client;
-mod config;
 mod serve;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    // The matches, besides the parsed command: they say which settings a
+    // flag or the environment gave, and which are clap's defaults.
+    let matches = cli::Cli::command().get_matches();
+    let cli = match cli::Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     ferry_server::failpoint::setup_from_env();
     let outcome = match cli.command {
-        cli::Command::Serve(args) => serve::run(*args).await,
+        cli::Command::Serve(args) => {
+            let serve_matches = matches.subcommand_matches("serve").expect("the command is serve");
+            serve::run(*args, serve_matches).await
+        }
         cli::Command::Admin(args) => admin::run(args).await,
         cli::Command::Upload(args) => client::upload(args).await,
         cli::Command::Download(args) => client::download(args).await,

@@ -1,6 +1,7 @@
 //! `ferry serve`.
 
 use anyhow::Context;
+use ferry_server::settings::Settings;
 use ferry_server::startup::Server;
 use tracing_subscriber::filter::Targets;
 
@@ -30,11 +31,11 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: finishing requests in flight");
 }
 
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+pub async fn run(args: ServeArgs, matches: &clap::ArgMatches) -> anyhow::Result<()> {
     init_logging()?;
-    let config = crate::config::resolve(args)?;
-    let data_dir = config.data_dir.clone();
-    let server = Server::start(config).await?;
+    let settings = Settings::resolve(&args.settings, matches, args.config.as_deref()).map_err(anyhow::Error::msg)?;
+    let data_dir = settings.data_dir.clone();
+    let server = Server::start(settings).await?;
     let address = server.listener.local_addr()?;
     if let Some(key) = &server.generated_key {
         println!("Created the org `default`. Its API key, shown only this once:");

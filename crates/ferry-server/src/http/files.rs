@@ -1,4 +1,4 @@
-//! Handlers of the file routes (spec §4) and health.
+//! Handlers of the file routes (files-api §4) and health.
 
 use std::sync::Arc;
 
@@ -44,8 +44,8 @@ fn content_disposition(file_name: &str) -> String {
            ("Range" = Option<String>, Header, description = "One byte range, e.g. bytes=0-1023")),
     responses(
         // The bytes come back in the file's own type, whatever that is.
-        (status = 200, description = "The whole file, in its own Content-Type", content_type = "*/*", body = super::openapi::Bytes),
-        (status = 206, description = "One range of the file, in its own Content-Type", content_type = "*/*", body = super::openapi::Bytes),
+        (status = 200, description = "The whole file, in its own Content-Type", content_type = "*/*", body = super::schemas::Bytes),
+        (status = 206, description = "One range of the file, in its own Content-Type", content_type = "*/*", body = super::schemas::Bytes),
         (status = "4XX", description = "Refused: the error envelope says why", body = ErrorResponse), (status = "5XX", description = "A server fault, in the error envelope", body = ErrorResponse)))]
 /// Stream a file, whole or one range of it. (`HEAD` is answered by the same
 /// handler; the router drops the body.)
@@ -121,7 +121,7 @@ pub async fn delete(
 }
 
 #[utoipa::path(post, path = paths::SIMPLE_UPLOAD, tag = "files",
-    request_body(content = super::openapi::UploadForm, content_type = "multipart/form-data"),
+    request_body(content = super::schemas::UploadForm, content_type = "multipart/form-data"),
     responses((status = 200, description = "Done", body = FileIdentity), (status = "4XX", description = "Refused: the error envelope says why", body = ErrorResponse), (status = "5XX", description = "A server fault, in the error envelope", body = ErrorResponse)))]
 /// Upload a file whole: the first multipart part with a file name.
 pub async fn simple_upload(
@@ -134,7 +134,7 @@ pub async fn simple_upload(
 }
 
 #[utoipa::path(post, path = paths::BASE64_UPLOAD, tag = "files",
-    request_body(content = super::openapi::Base64UploadForm, content_type = "multipart/form-data"),
+    request_body(content = super::schemas::Base64UploadForm, content_type = "multipart/form-data"),
     responses((status = 200, description = "Done", body = FileIdentity), (status = "4XX", description = "Refused: the error envelope says why", body = ErrorResponse), (status = "5XX", description = "A server fault, in the error envelope", body = ErrorResponse)))]
 /// Upload a file whole, its part's content in base64.
 pub async fn base64_upload(

@@ -24,6 +24,7 @@ pub mod log;
 pub mod openapi;
 mod parts;
 pub mod request;
+mod schemas;
 pub mod serve;
 mod uploads;
 
@@ -32,13 +33,18 @@ use error::ApiError;
 /// The whole application. A request body silent for `body_timeout` is cut
 /// off, so a client dripping bytes cannot hold a request open forever.
 pub fn router(service: Arc<Service>, body_timeout: Duration) -> Router {
-    let routes = Router::new()
+    let mut routes = Router::new();
+    // Part PUTs come to ferry only when ferry takes the parts; with an
+    // S3-compatible store they go to the store's own URLs.
+    if service.takes_parts() {
+        routes = routes.route(paths::PART_DATA, put(parts::put_part));
+    }
+    let routes = routes
         .route(paths::INITIATE_UPLOAD, post(uploads::initiate))
         .route(paths::PART_URLS, post(uploads::part_urls))
         .route(paths::CHECKPOINT, post(uploads::checkpoint))
         .route(paths::COMPLETE_UPLOAD, post(uploads::complete))
         .route(paths::ABORT_UPLOAD, post(uploads::abort))
-        .route(paths::PART_DATA, put(parts::put_part))
         .route(paths::DOWNLOAD, get(files::download))
         .route(paths::SIMPLE_UPLOAD, post(files::simple_upload))
         .route(paths::BASE64_UPLOAD, post(files::base64_upload))

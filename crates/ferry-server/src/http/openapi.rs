@@ -6,34 +6,9 @@ use axum::Json;
 use utoipa::openapi::RefOr;
 use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 
 use super::{files, parts, uploads};
-
-/// The body of `POST /v0.5/files`.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct UploadForm {
-    /// The file; its name is the part's file name, its type the part's
-    /// Content-Type or else the name's extension.
-    #[schema(value_type = String, format = Binary)]
-    file: Vec<u8>,
-}
-
-// A bare `Vec<u8>` would be described as an array of integers.
-/// Raw bytes, as sent: a part's, a file's.
-#[derive(ToSchema)]
-#[schema(value_type = String, format = Binary)]
-#[allow(dead_code)]
-pub struct Bytes(Vec<u8>);
-
-/// The body of `POST /v0.5/files/base64`.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct Base64UploadForm {
-    /// The file's bytes as base64 text.
-    file: String,
-}
 
 struct BearerKey;
 
@@ -107,9 +82,9 @@ impl Modify for Links {
     modifiers(&BearerKey, &Links),
     security(("bearer" = [])),
     tags(
-        (name = "uploads", description = "Direct-to-cloud uploads (spec §3)"),
-        (name = "files", description = "Files (spec §4)"),
-        (name = "operations", description = "Health, metrics and this document (spec §6)"),
+        (name = "uploads", description = "Direct-to-cloud uploads (files-api §3)"),
+        (name = "files", description = "Files (files-api §4)"),
+        (name = "operations", description = "Health, metrics and this document (files-api §6)"),
     )
 )]
 struct ApiDoc;

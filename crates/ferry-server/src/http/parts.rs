@@ -1,4 +1,4 @@
-//! The presigned part PUT (spec §3.3): the URL alone authorizes it.
+//! The presigned part PUT (files-api §3.3): the URL alone authorizes it.
 
 use std::sync::Arc;
 
@@ -31,7 +31,7 @@ const DRAIN_LIMIT: u64 = 64 * 1024 * 1024;
         ("key_id" = String, Query, description = "Part of the presigned URL"),
         ("signature" = String, Query, description = "Part of the presigned URL"),
     ),
-    request_body(content = super::openapi::Bytes, content_type = "application/octet-stream", description = "Exactly the part's `length` bytes"),
+    request_body(content = super::schemas::Bytes, content_type = "application/octet-stream", description = "Exactly the part's `length` bytes"),
     responses(
         (status = 200, description = "The part is durable; its token is the ETag", headers(("ETag" = String, description = "The part token"))),
         (status = "4XX", description = "Refused: the error envelope says why", body = ErrorResponse), (status = "5XX", description = "A server fault, in the error envelope", body = ErrorResponse)))]

@@ -8,7 +8,7 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::request::Parts;
-use ferry_core::ids::OrgId;
+use ferry_core::ids::{OrgId, UploadId};
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
@@ -17,7 +17,7 @@ use crate::service::{BadRequest, Service, ServiceError};
 
 /// The largest JSON body accepted: room for 10,000 part entries with tokens.
 const MAX_JSON_BODY: usize = 4 * 1024 * 1024;
-/// The most entries in `part_numbers` or `parts` (spec §1).
+/// The most entries in `part_numbers` or `parts` (files-api §1).
 pub const MAX_LIST_ENTRIES: usize = 10_000;
 
 /// The org of the request's API key.
@@ -48,6 +48,19 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for PathPar
             .await
             .map(|Path(value)| PathParams(value))
             .map_err(|e: PathRejection| ApiError::invalid_parameter(format!("bad path: {}", e.body_text())))
+    }
+}
+
+/// The upload id in a route's path. Text that is not an upload id names
+/// no upload, so it is answered as an unknown one (404), after the key.
+pub struct UploadPath(pub UploadId);
+
+impl<S: Send + Sync> FromRequestParts<S> for UploadPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let PathParams(text) = PathParams::<String>::from_request_parts(parts, state).await?;
+        text.parse().map(UploadPath).map_err(|_| ServiceError::MalformedUploadId(text).into())
     }
 }
 

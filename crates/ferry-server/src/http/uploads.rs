@@ -1,4 +1,4 @@
-//! Handlers of the direct-to-cloud upload routes (spec §3).
+//! Handlers of the direct-to-cloud upload routes (files-api §3).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use ferry_api::{ErrorResponse, paths};
 use serde::de::IgnoredAny;
 
 use super::error::ApiError;
-use super::request::{JsonBody, Org, PathParams, check_list_len};
+use super::request::{JsonBody, Org, UploadPath, check_list_len};
 use crate::service::Service;
 use crate::service::uploads::InitiateUpload;
 
@@ -45,7 +45,7 @@ pub async fn initiate(
 pub async fn part_urls(
     State(service): State<Arc<Service>>,
     Org(org): Org,
-    PathParams(upload_id): PathParams<String>,
+    UploadPath(upload_id): UploadPath,
     JsonBody(request): JsonBody<PartUrlsRequest>,
 ) -> Api<PartUrlsResponse> {
     check_list_len("part_numbers", request.part_numbers.len())?;
@@ -61,7 +61,7 @@ pub async fn part_urls(
 pub async fn checkpoint(
     State(service): State<Arc<Service>>,
     Org(org): Org,
-    PathParams(upload_id): PathParams<String>,
+    UploadPath(upload_id): UploadPath,
     JsonBody(request): JsonBody<CheckpointRequest>,
 ) -> Api<CheckpointResponse> {
     check_list_len("parts", request.parts.len())?;
@@ -76,7 +76,7 @@ pub async fn checkpoint(
 pub async fn complete(
     State(service): State<Arc<Service>>,
     Org(org): Org,
-    PathParams(upload_id): PathParams<String>,
+    UploadPath(upload_id): UploadPath,
     JsonBody(request): JsonBody<CompleteUploadRequest>,
 ) -> Api<CompleteUploadResponse> {
     check_list_len("parts", request.parts.len())?;
@@ -89,11 +89,11 @@ pub async fn complete(
     request_body(content = Option<Object>, description = "Optional; any JSON object"),
     responses((status = 200, description = "Aborted (empty body)"), (status = "4XX", description = "Refused: the error envelope says why", body = ErrorResponse), (status = "5XX", description = "A server fault, in the error envelope", body = ErrorResponse)))]
 /// Abort an upload and free its storage. Answers 200 with an empty body
-/// (spec §3.6); no body, or any JSON object, is accepted.
+/// (files-api §3.6); no body, or any JSON object, is accepted.
 pub async fn abort(
     State(service): State<Arc<Service>>,
     Org(org): Org,
-    PathParams(upload_id): PathParams<String>,
+    UploadPath(upload_id): UploadPath,
     JsonBody(_): JsonBody<BTreeMap<String, IgnoredAny>>,
 ) -> Result<(), ApiError> {
     Ok(service.abort(&org, &upload_id).await?)

@@ -1,4 +1,4 @@
-//! File operations (spec §4).
+//! File operations (files-api §4).
 
 use std::ops::Range;
 
@@ -7,7 +7,7 @@ use ferry_api::files::{
     ContentAttributes, FileAttributes, FileIdentity, FileMetadata, FileStatus as WireStatus, FilesInfo, ListFilesQuery,
     MetadataStatus as WireMetadataStatus,
 };
-use ferry_blob::{BlobError, ByteStream};
+use ferry_blob::{ByteStream, SourceError};
 use ferry_core::base64_stream::Base64Decoder;
 use ferry_core::blob_key::BlobKey;
 use ferry_core::file::{FileStatus, MetadataStatus};
@@ -148,7 +148,7 @@ impl Service {
             Some(RangeRequest::Unsatisfiable) => return Err(ServiceError::RangeNotSatisfiable { len: file.num_bytes }),
         };
         let sent = self.metrics.bytes_sent.clone();
-        let bytes = self.blob.read(&file.file_uid, range.clone()).await?.inspect(move |chunk| {
+        let bytes = self.storage.bytes().read(&file.file_uid, range.clone()).await?.inspect(move |chunk| {
             if let Ok(chunk) = chunk {
                 sent.inc_by(chunk.len() as u64);
             }
@@ -180,7 +180,7 @@ impl Service {
         Ok((file_name, file_type))
     }
 
-    /// Stores a file sent whole (spec §4.1, §4.2) and registers it under
+    /// Stores a file sent whole (files-api §4.1, §4.2) and registers it under
     /// its name. Nothing is registered, and no byte kept, unless it all
     /// arrived, fit the limit and (for base64) decoded.
     pub async fn simple_upload<S, E>(&self, org_id: &OrgId, incoming: IncomingFile<'_>, body: S) -> Result<FileIdentity>
@@ -190,7 +190,7 @@ impl Service {
     {
         let (file_name, file_type) = self.check_incoming(&incoming)?;
         let limit = self.settings.max_simple_upload;
-        if let (Some(quota), Some(declared)) = (self.settings.org_quota, incoming.declared_length) {
+        if let (Some(quota), Some(declared)) = (self.settings.org_quota(), incoming.declared_length) {
             // Early and approximate (the framing counts too); the exact,
             // atomic check comes at registration.
             let used = self.meta.org_usage(org_id).await?;
@@ -202,7 +202,7 @@ impl Service {
         let now = now_secs();
         let guard = self
             .meta
-            .enqueue_blob_deletion(&BlobKey::File(file_uid), now + self.settings.orphan_grace.as_secs() as i64)
+            .enqueue_blob_deletion(&BlobKey::File(file_uid), now + self.settings.orphan_grace.as_secs().max(1) as i64)
             .await?;
 
         let received = self.metrics.bytes_received.clone();
@@ -212,27 +212,12 @@ impl Service {
             }
         });
         let source = limited_and_decoded(body, limit, incoming.encoding);
-        let written = self.blob.write_file(&file_uid, limit, source).await;
-        let digest = match written {
-            Ok(digest) => digest,
-            Err(e) => {
-                self.meta.finish_blob_deletion(guard).await?;
-                return Err(match e {
-                    BlobError::Source(e) if e.kind() == std::io::ErrorKind::FileTooLarge => {
-                        ServiceError::FileTooLarge { limit }
-                    }
-                    BlobError::TooLong { .. } => ServiceError::FileTooLarge { limit },
-                    BlobError::Source(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-                        ServiceError::BadRequest(vec![BadRequest::InvalidField {
-                            field: "file".into(),
-                            reason: e.to_string(),
-                        }])
-                    }
-                    BlobError::Source(e) => ServiceError::BodyBrokeOff(e.to_string()),
-                    other => other.into(),
-                });
-            }
-        };
+        let written = self.storage.bytes().write_file(&file_uid, limit, source).await;
+        if written.is_err() {
+            // Nothing was kept: the guard has nothing left to cover.
+            self.meta.finish_blob_deletion(guard).await?;
+        }
+        let digest = written?;
         let file = NewFile {
             file_uid,
             org_id: *org_id,
@@ -244,13 +229,13 @@ impl Service {
         let delete_displaced_after = now_secs() + self.settings.deletion_grace.as_secs() as i64;
         let registered = match self
             .meta
-            .register_file(&file, guard, self.settings.org_quota, now_secs(), delete_displaced_after)
+            .register_file(&file, guard, self.settings.org_quota(), now_secs(), delete_displaced_after)
             .await
         {
             Ok(registered) => registered,
             Err(e) => {
                 // Not registered: the bytes go now, or through the guard.
-                if self.blob.delete(&BlobKey::File(file_uid)).await.is_ok() {
+                if self.storage.bytes().delete(&BlobKey::File(file_uid)).await.is_ok() {
                     let _ = self.meta.finish_blob_deletion(guard).await;
                 }
                 return Err(e.into());
@@ -268,7 +253,6 @@ where
     S: Stream<Item = Result<Bytes, E>> + Send + 'a,
     E: std::fmt::Display,
 {
-    use std::io::{Error, ErrorKind};
     struct State<B> {
         body: B,
         decoder: Option<Base64Decoder>,
@@ -285,23 +269,23 @@ where
             Some(Ok(chunk)) => {
                 state.sent += chunk.len() as u64;
                 if state.sent > limit {
-                    Err(Error::new(ErrorKind::FileTooLarge, "over the limit"))
+                    Err(SourceError::TooLarge { limit })
                 } else if let Some(decoder) = state.decoder.as_mut() {
                     let mut out = Vec::with_capacity(chunk.len() / 4 * 3);
                     decoder
                         .push(&chunk, &mut out)
                         .map(|()| Bytes::from(out))
-                        .map_err(|e| Error::new(ErrorKind::InvalidData, e))
+                        .map_err(|e| SourceError::Invalid(e.to_string()))
                 } else {
                     Ok(chunk)
                 }
             }
-            Some(Err(e)) => Err(Error::other(format!("the body broke off: {e}"))),
+            Some(Err(e)) => Err(SourceError::BrokeOff(e.to_string())),
             None => {
                 state.done = true;
                 let decoder = state.decoder.take()?;
                 let mut out = Vec::new();
-                decoder.finish(&mut out).map(|()| Bytes::from(out)).map_err(|e| Error::new(ErrorKind::InvalidData, e))
+                decoder.finish(&mut out).map(|()| Bytes::from(out)).map_err(|e| SourceError::Invalid(e.to_string()))
             }
         };
         state.done |= item.is_err();

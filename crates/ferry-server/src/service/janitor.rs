@@ -8,7 +8,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use ferry_api::files::ContentAttributes;
 use ferry_blob::BlobStore;
 use ferry_core::checksum::{Crc32c, PartHasher};
@@ -16,40 +15,12 @@ use ferry_core::file::MetadataStatus;
 use ferry_core::ids::FileUid;
 use ferry_meta::{FileRecord, MetadataStore};
 use futures_util::StreamExt;
+use tokio_util::io::{StreamReader, SyncIoBridge};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::extract::{Attributes, extract, has_attributes};
 use super::{Result, Service, now_secs};
-
-/// What the pump sends the blocking reader.
-enum Piece {
-    Chunk(std::io::Result<Bytes>),
-    End,
-}
-
-/// A blocking `Read` over chunks sent from the async side.
-struct ChannelReader {
-    rx: std::sync::mpsc::Receiver<Piece>,
-    current: Bytes,
-    ended: bool,
-}
-
-impl std::io::Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.current.is_empty() {
-            if self.ended {
-                return Ok(0);
-            }
-            match self.rx.recv() {
-                Ok(Piece::Chunk(chunk)) => self.current = chunk?,
-                Ok(Piece::End) => self.ended = true,
-                Err(_) => return Err(std::io::Error::other("the read was cut short")),
-            }
-        }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current.split_to(n));
-        Ok(n)
-    }
-}
 
 /// How long a janitor may hold a piece of work before another may take it.
 const LEASE_SECS: i64 = 300;
@@ -70,6 +41,8 @@ pub struct JanitorReport {
 pub struct Extractor {
     pub(crate) meta: Arc<dyn MetadataStore>,
     pub(crate) blob: Arc<dyn BlobStore>,
+    /// The server's background tasks, which shutdown waits for.
+    pub(crate) tasks: TaskTracker,
 }
 
 impl From<Attributes> for ContentAttributes {
@@ -93,7 +66,7 @@ impl Extractor {
     /// Extracts a just-registered file's attributes in the background.
     pub fn spawn(&self, file_uid: FileUid) {
         let this = self.clone();
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             match this.meta.claim_file_to_ingest(&file_uid, now_secs(), LEASE_SECS).await {
                 Ok(Some(file)) => this.ingest(file).await,
                 Ok(None) => {}
@@ -147,27 +120,17 @@ impl Extractor {
         file: &FileRecord,
         with_checksum: bool,
     ) -> Result<(Option<Result<Attributes, String>>, Option<Crc32c>), String> {
-        let mut bytes = self.blob.read(&file.file_uid, 0..file.num_bytes).await.map_err(|e| e.to_string())?;
+        let bytes = self.blob.read(&file.file_uid, 0..file.num_bytes).await.map_err(|e| e.to_string())?;
         let hasher = Arc::new(std::sync::Mutex::new(PartHasher::default()));
         let hashing = hasher.clone();
-        let (tx, rx) = std::sync::mpsc::sync_channel(4);
-        // The async side pumps chunks to the blocking parsers; the parsers
-        // never call into the runtime, so a runtime shutting down only cuts
-        // their read short.
-        let pump = tokio::spawn(async move {
-            while let Some(chunk) = bytes.next().await {
-                let failed = chunk.is_err();
-                if let Ok(chunk) = &chunk {
-                    hashing.lock().unwrap_or_else(|e| e.into_inner()).update(chunk);
-                }
-                if tx.send(Piece::Chunk(chunk)).is_err() || failed {
-                    return;
-                }
+        let bytes = bytes.inspect(move |chunk| {
+            if let Ok(chunk) = chunk {
+                hashing.lock().unwrap_or_else(|e| e.into_inner()).update(chunk);
             }
-            let _ = tx.send(Piece::End);
         });
+        // The parsers read blocking; the bridge feeds them from the stream.
+        let mut reader = SyncIoBridge::new(StreamReader::new(bytes));
         let file_type = file.file_type.clone();
-        let mut reader = ChannelReader { rx, current: Bytes::new(), ended: false };
         let extracted = tokio::task::spawn_blocking(move || {
             let extracted = extract(&file_type, &mut reader).map(|outcome| outcome.map_err(|e| e.to_string()));
             // A parser may stop early (an image header); the checksum needs the rest.
@@ -178,7 +141,6 @@ impl Extractor {
         })
         .await
         .map_err(|e| e.to_string())??;
-        pump.abort();
         let digest = hasher.lock().unwrap_or_else(|e| e.into_inner()).finish();
         let checksum = (with_checksum && digest.num_bytes == file.num_bytes).then_some(digest.crc32c);
         if with_checksum && checksum.is_none() {
@@ -216,7 +178,7 @@ impl Service {
         loop {
             let due = self.meta.claim_blob_deletions(now, LEASE_SECS, BATCH).await?;
             for deletion in &due {
-                match self.blob.delete(&deletion.blob_key).await {
+                match self.storage.bytes().delete(&deletion.blob_key).await {
                     Ok(()) => {
                         self.meta.finish_blob_deletion(deletion.id).await?;
                         report.deleted_blobs += 1;
@@ -245,12 +207,17 @@ impl Service {
         Ok(report)
     }
 
-    /// Runs janitor passes every `interval`, forever.
-    pub async fn run_janitor(self: Arc<Self>, interval: Duration) {
+    /// Runs janitor passes every `interval` until `stop` is cancelled; a
+    /// pass under way is finished first (its leases would make stopping
+    /// mid-way safe, but a finished pass leaves no work waiting on a lease).
+    pub async fn run_janitor(self: Arc<Self>, interval: Duration, stop: CancellationToken) {
         let mut ticks = tokio::time::interval(interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            ticks.tick().await;
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = ticks.tick() => {}
+            }
             match self.janitor_pass().await {
                 Ok(report) if report != JanitorReport::default() => tracing::info!(?report, "janitor pass"),
                 Ok(_) => {}

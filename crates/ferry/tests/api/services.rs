@@ -34,13 +34,17 @@ pub struct OwnPostgres {
 }
 
 impl OwnPostgres {
-    /// A PostgreSQL with an empty database `ferry`.
-    pub fn start() -> Self {
+    /// A PostgreSQL with an empty database `ferry`; `None` (the test is
+    /// skipped, saying so) outside scripts/test.
+    pub fn start() -> Option<Self> {
+        if !crate::harness::needs_integration("a PostgreSQL of its own") {
+            return None;
+        }
         let out = shell(r#"start_postgres 2>/dev/null; echo "$FERRY_TEST_POSTGRES_URL|$pg_dir|$pg_bin|$pg_port""#);
         let fields: Vec<&str> = out.trim().split('|').collect();
         let own = Self { url: fields[0].into(), dir: fields[1].into(), bin: fields[2].into(), port: fields[3].into() };
         psql(&own.url, "CREATE DATABASE ferry");
-        own
+        Some(own)
     }
 
     pub fn database_url(&self) -> String {
@@ -81,9 +85,9 @@ pub struct OwnGarage {
 }
 
 impl OwnGarage {
-    pub fn start(nodes: usize) -> Self {
-        let garage = std::env::var("FERRY_TEST_GARAGE_BIN")
-            .expect("FERRY_TEST_GARAGE_BIN is not set: scripts/test builds Garage and sets it");
+    /// `None` (the test is skipped, saying so) outside scripts/test.
+    pub fn start(nodes: usize) -> Option<Self> {
+        let garage = crate::harness::needs("FERRY_TEST_GARAGE_BIN")?;
         let out = shell(&format!(
             r#"garage_bin={garage}; start_garage {nodes} 2>/dev/null
                echo "$garage_dir|${{garage_pids[*]}}|$FERRY_TEST_S3_ENDPOINT|$FERRY_TEST_S3_REGION|$FERRY_TEST_S3_BUCKET|$FERRY_TEST_S3_ACCESS_KEY_ID|$FERRY_TEST_S3_SECRET_ACCESS_KEY""#
@@ -96,7 +100,7 @@ impl OwnGarage {
             access_key_id: fields[5].into(),
             secret_access_key: fields[6].into(),
         };
-        Self { dir: fields[0].into(), pids: fields[1].split(' ').map(|p| p.parse().unwrap()).collect(), store }
+        Some(Self { dir: fields[0].into(), pids: fields[1].split(' ').map(|p| p.parse().unwrap()).collect(), store })
     }
 
     /// Stops node `i` at once, as a crash or a pulled cable would.
