@@ -17,7 +17,7 @@ use ferry_core::plan::PartRange;
 use ferry_core::presign::{PresignError, url_expiry};
 use ferry_core::token::PartToken;
 use ferry_core::upload::{ClaimProblems, InitiateProblem, RecordedPart, TokenClaim, UploadState, check_complete};
-use ferry_meta::{AbortOutcome, MetaError, Registration, UploadRecord};
+use ferry_meta::{AbortOutcome, MetaError, Registered, Registration, UploadRecord};
 use futures_util::{Stream, StreamExt};
 
 use super::storage::{Storage, store_upload};
@@ -293,7 +293,20 @@ impl Service {
 
         let plan = upload.plan();
         let (claims, unclaimable) = claims_from_entries(entries);
-        let recorded = self.recorded_parts(&upload).await?;
+        let recorded = match self.storage.stored_parts(&upload).await {
+            Ok(Some(parts)) => parts,
+            Ok(None) => self.meta.list_parts(&upload.upload_id).await?,
+            // The store no longer has the upload in progress: a complete
+            // before this one had it assemble the file (and crashed, or is
+            // committing on another node right now).
+            Err(ServiceError::Blob(BlobError::UploadGone)) => {
+                return match self.commit_assembled(&upload).await? {
+                    Some(registered) => Ok(completed(registered)),
+                    None => Err(self.gone(&upload).await),
+                };
+            }
+            Err(e) => return Err(e),
+        };
         let checkpoints = self.meta.list_checkpoints(&upload.upload_id).await?;
         let actual = match check_complete(&plan, &recorded, &checkpoints, &claims) {
             Ok(crc) if unclaimable.is_empty() => crc,
@@ -365,16 +378,7 @@ impl Service {
                 actual: actual.to_base64(),
             });
         }
-        Ok(CompleteUploadResponse {
-            file_uid: registered.file.file_uid.to_string(),
-            file_name: registered.file.file_name,
-            num_bytes: registered.file.num_bytes,
-            file_status: "Registered".into(),
-            file_attributes: FileAttributes {
-                metadata_status: MetadataStatus::NotExtracted,
-                content: Default::default(),
-            },
-        })
+        Ok(completed(registered))
     }
 
     pub async fn abort(&self, org_id: &OrgId, upload_id: &UploadId) -> Result<()> {
@@ -491,9 +495,9 @@ impl Service {
             Ok(Some(now)) => match self.usable(&now, now_secs()) {
                 Err(e) => e,
                 // Active, yet the store no longer has the upload in progress.
-                Ok(()) => match self.finish_interrupted_complete(&now).await {
-                    Ok(true) => ServiceError::UploadCompleted(upload.upload_id),
-                    Ok(false) => {
+                Ok(()) => match self.commit_assembled(&now).await {
+                    Ok(Some(_)) => ServiceError::UploadCompleted(upload.upload_id),
+                    Ok(None) => {
                         tracing::warn!(upload_id = %upload.upload_id, "an active upload's storage is missing");
                         ServiceError::UploadNotFound(upload.upload_id)
                     }
@@ -506,16 +510,18 @@ impl Service {
     }
 
     /// Commits a complete that an S3-compatible store carried out but
-    /// ferry never committed (a crash in between). The store assembled the
-    /// file from exactly the ETags that complete had checked, and this kind
-    /// of store checks no whole-file checksum at complete, so the
-    /// registration it would have made is made now. Returns whether the
-    /// upload is completed. On ferry's own disk an interrupted complete is
-    /// undone instead ([`ferry_blob::PartClaim::open`]): there the client's
-    /// checksum is checked at complete, and it is not known here.
-    async fn finish_interrupted_complete(&self, upload: &UploadRecord) -> Result<bool> {
+    /// ferry has not committed: the store assembled the file from exactly
+    /// the ETags that complete had checked, and this kind of store checks
+    /// no whole-file checksum, so the registration it would have made is
+    /// made now (after a crash, or by whichever racing complete commits
+    /// first: that one answers 200, the others `upload_completed`).
+    /// `None` when the store has no such file. On ferry's own disk an
+    /// interrupted complete is undone instead ([`ferry_blob::PartClaim::open`]):
+    /// there the client's checksum is checked at complete, and it is not
+    /// known here.
+    async fn commit_assembled(&self, upload: &UploadRecord) -> Result<Option<Registered>> {
         if self.storage.takes_parts() || self.storage.bytes().file_size(&upload.file_uid).await?.is_none() {
-            return Ok(false);
+            return Ok(None);
         }
         let now = now_secs();
         let registration = Registration {
@@ -527,14 +533,20 @@ impl Service {
             now,
             delete_displaced_after: now + self.settings.deletion_grace.as_secs() as i64,
         };
-        match self.meta.complete_upload(&registration).await {
-            Ok(registered) => {
-                tracing::info!(upload_id = %upload.upload_id, "committed a complete the store had carried out");
-                self.extractor.spawn(registered.file.file_uid);
-                Ok(true)
-            }
-            Err(MetaError::UploadNotActive(_, UploadState::Completed)) => Ok(true),
-            Err(e) => Err(e.into()),
-        }
+        let registered = self.meta.complete_upload(&registration).await?;
+        tracing::info!(upload_id = %upload.upload_id, "committed a complete the store had carried out");
+        self.extractor.spawn(registered.file.file_uid);
+        Ok(Some(registered))
+    }
+}
+
+/// The answer to a complete that registered `registered`.
+fn completed(registered: Registered) -> CompleteUploadResponse {
+    CompleteUploadResponse {
+        file_uid: registered.file.file_uid.to_string(),
+        file_name: registered.file.file_name,
+        num_bytes: registered.file.num_bytes,
+        file_status: "Registered".into(),
+        file_attributes: FileAttributes { metadata_status: MetadataStatus::NotExtracted, content: Default::default() },
     }
 }

@@ -186,3 +186,37 @@ async fn a_complete_racing_a_put_of_other_bytes_registers_what_it_checked() {
     let (clean, report) = server.check();
     assert!(clean, "{report}");
 }
+
+/// Two completes of one upload, the first held right after the store
+/// assembled the file (the rename, or CompleteMultipartUpload) and before
+/// its commit, the second sent meanwhile, to the other node where there
+/// is one. Exactly one answers 200 and the file is whole. (With S3 the
+/// second finds the upload gone from the store and commits the assembled
+/// file itself; it once rolled it forward without answering 200, and then
+/// both completes were refused.)
+#[tokio::test]
+async fn of_two_completes_one_held_before_its_commit_exactly_one_succeeds() {
+    let Some(options) = Options::with_failpoints() else { return };
+    let server = Server::start_with(options);
+    let (first, second) = (server.client_of(0), server.client_of(server.node_count() - 1));
+    let data = bytes(SIZE, 60);
+    let upload = first.start_upload("twice.bin", SIZE).await;
+    let tokens = upload.put_all(&data).await;
+    server.failpoint(0, "complete.after_store", "1*return(pause)").await;
+    let held = {
+        let (client, id, tokens) = (first.clone(), upload.id().to_owned(), tokens.clone());
+        tokio::spawn(async move { client.complete(&id, tokens).await })
+    };
+    server.held(0, "complete.after_store").await;
+    let meanwhile = second.complete(upload.id(), tokens).await;
+    server.release(0, "complete.after_store").await;
+    let held = held.await.unwrap();
+    let statuses = [held.status.as_u16(), meanwhile.status.as_u16()];
+    assert_eq!(statuses.iter().filter(|&&s| s == 200).count(), 1, "{statuses:?}");
+    for reply in [&held, &meanwhile].into_iter().filter(|r| r.status != 200) {
+        reply.assert_error(409, "upload_completed");
+    }
+    assert!(first.download("twice.bin").await.body == data);
+    let (clean, report) = server.check();
+    assert!(clean, "{report}");
+}
