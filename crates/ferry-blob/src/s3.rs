@@ -177,10 +177,12 @@ fn store_error(e: impl std::fmt::Display) -> BlobError {
     BlobError::Store(e.to_string())
 }
 
-/// A failed exchange with the store, without its URL: a presigned URL
-/// carries a signature, which must never reach a log or a client.
+/// A failed exchange with the store (refused, reset, timed out, cut off
+/// mid-answer): the store cannot be reached now, which a client may retry
+/// (503). Without its URL: a presigned URL carries a signature, which
+/// must never reach a log or a client.
 fn transport_error(e: reqwest::Error) -> BlobError {
-    BlobError::Store(e.without_url().to_string())
+    BlobError::Unavailable(format!("the store cannot be reached: {}", e.without_url()))
 }
 
 impl S3 {
@@ -253,9 +255,8 @@ impl S3 {
                         Err(BlobError::Unavailable(format!("the store answered {status} {code}")))
                     }
                     Sent::Answer(response) => Ok(response),
-                    Sent::Failed(e) if transient || e.is_timeout() => {
-                        Err(BlobError::Unavailable(format!("the store cannot be reached: {e}")))
-                    }
+                    // Whether or not it was sent again, the store is not
+                    // answering now.
                     Sent::Failed(e) => Err(transport_error(e)),
                 };
             };

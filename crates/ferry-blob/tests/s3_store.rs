@@ -83,10 +83,12 @@ fn now() -> u64 {
 }
 
 /// A TCP proxy to `upstream` that answers the next `busy` connections
-/// itself with 503 SlowDown, and forwards the rest byte for byte.
+/// itself with 503 SlowDown, hangs up on the next `hang_ups` after reading
+/// their request, and forwards the rest byte for byte.
 struct BusyProxy {
     url: String,
     busy: Arc<AtomicUsize>,
+    hang_ups: Arc<AtomicUsize>,
     refused: Arc<AtomicUsize>,
 }
 
@@ -94,17 +96,23 @@ impl BusyProxy {
     async fn start(upstream: String) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let (busy, refused) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (busy, hang_ups, refused) =
+            (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
         let upstream = upstream.strip_prefix("http://").unwrap().to_owned();
-        let (busy_in, refused_in) = (busy.clone(), refused.clone());
+        let (busy_in, hang_ups_in, refused_in) = (busy.clone(), hang_ups.clone(), refused.clone());
         tokio::spawn(async move {
             loop {
                 let (mut client, _) = listener.accept().await.unwrap();
-                let take = busy_in.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+                let take =
+                    |n: &AtomicUsize| n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+                let (slow, hang_up) = (take(&busy_in), take(&hang_ups_in));
                 let (upstream, refused) = (upstream.clone(), refused_in.clone());
                 tokio::spawn(async move {
-                    if take {
+                    if slow {
                         slow_down(&mut client).await;
+                        refused.fetch_add(1, Ordering::SeqCst);
+                    } else if hang_up {
+                        read_head(&mut client).await;
                         refused.fetch_add(1, Ordering::SeqCst);
                     } else if let Ok(mut server) = TcpStream::connect(&upstream).await {
                         let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
@@ -112,7 +120,7 @@ impl BusyProxy {
                 });
             }
         });
-        Self { url, busy, refused }
+        Self { url, busy, hang_ups, refused }
     }
 
     fn busy_for(&self, connections: usize) {
@@ -120,13 +128,17 @@ impl BusyProxy {
     }
 }
 
-/// Reads a request head and answers as S3 does when asked too fast.
-async fn slow_down(client: &mut TcpStream) {
+async fn read_head(client: &mut TcpStream) {
     let mut head = Vec::new();
     let mut byte = [0u8];
     while !head.ends_with(b"\r\n\r\n") && client.read(&mut byte).await.is_ok_and(|n| n == 1) {
         head.push(byte[0]);
     }
+}
+
+/// Reads a request head and answers as S3 does when asked too fast.
+async fn slow_down(client: &mut TcpStream) {
+    read_head(client).await;
     let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code>\
                 <Message>Please reduce your request rate.</Message></Error>";
     let answer = format!(
@@ -165,4 +177,22 @@ async fn a_store_busy_for_longer_than_the_retries_is_unavailable_and_nothing_is_
     proxy.busy_for(0);
     let inventory = s3.inventory().await.unwrap();
     assert!(inventory.uploads_of_files.is_empty() && inventory.files.is_empty(), "{inventory:?}");
+}
+
+/// A request the store may have received but never answered (the
+/// connection was cut after it was sent) is not sent again when a second
+/// one could leave something behind (CreateMultipartUpload), but it is
+/// still the store being unreachable: a 503 to retry, not a fault.
+#[tokio::test]
+async fn a_request_cut_off_unanswered_is_unavailable_not_a_fault() {
+    let Some(garage) = env("FERRY_TEST_S3_ENDPOINT") else { return };
+    let proxy = BusyProxy::start(garage).await;
+    let Some(s3) = store(Some(proxy.url.clone()), 1000, Duration::from_secs(10)) else { return };
+    proxy.hang_ups.store(1, Ordering::SeqCst);
+    let cut = s3.create_upload(&UploadId::generate(), &FileUid::generate(), 100).await;
+    assert!(matches!(cut, Err(BlobError::Unavailable(_))), "{cut:?}");
+    assert_eq!(proxy.refused.load(Ordering::SeqCst), 1, "a create was sent twice");
+    // Reads are safe to send again, and are: a hang-up costs nothing.
+    proxy.hang_ups.store(1, Ordering::SeqCst);
+    assert!(s3.inventory().await.is_ok());
 }
