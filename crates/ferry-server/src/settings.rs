@@ -16,9 +16,9 @@ use figment::providers::Serialized;
 use figment::value::Dict;
 use serde::{Deserialize, Serialize};
 
+use ferry_core::GIB;
 use ferry_core::plan::DEFAULT_PART_SIZE;
 use ferry_core::upload::DEFAULT_FILE_TYPES;
-use ferry_core::{GIB, MIB};
 
 #[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
 #[serde(default)]
@@ -138,7 +138,9 @@ impl Default for Settings {
             url_ttl: secs(3600),
             part_size: DEFAULT_PART_SIZE,
             upload_expiry: secs(7 * 24 * 3600),
-            max_simple_upload: 512 * MIB,
+            // 512 MB, decimal, as the Archetype service applies it: its own
+            // client's tests expect a 500 MiB simple upload to be refused.
+            max_simple_upload: 512_000_000,
             max_upload_size: 250 * GIB,
             allowed_file_types: DEFAULT_FILE_TYPES.iter().map(|t| t.to_string()).collect(),
             deletion_grace: secs(600),
@@ -250,6 +252,7 @@ impl<'de> Deserialize<'de> for HumanDuration {
 mod tests {
     use super::*;
     use clap::{CommandFactory, FromArgMatches, Parser};
+    use ferry_core::MIB;
 
     #[derive(Debug, Parser)]
     struct Cli {
@@ -291,6 +294,13 @@ mod tests {
             assert_eq!(text.parse::<HumanDuration>().unwrap().as_secs(), seconds, "{text}");
         }
         assert_eq!(HumanDuration(Duration::from_secs(3600)).to_string(), "1h");
+    }
+
+    #[test]
+    fn the_simple_upload_limit_is_512_mb_decimal() {
+        // A 500 MiB simple upload is refused, as the Archetype client's tests expect.
+        assert_eq!(Settings::default().max_simple_upload, 512_000_000);
+        assert!(500 * MIB > Settings::default().max_simple_upload);
     }
 
     #[test]

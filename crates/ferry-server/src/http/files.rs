@@ -6,9 +6,9 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::header::{
-    ACCEPT_RANGES, CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, RANGE,
+    ACCEPT_RANGES, CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, IF_RANGE, RANGE,
 };
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use ferry_api::files::{FileIdentity, FileMetadata, FilesInfo, ListFilesQuery};
 use ferry_api::{ErrorResponse, paths};
@@ -17,7 +17,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use super::drain::drain;
 use super::error::ApiError;
 use super::request::{Org, PathParams, QueryParams};
-use crate::service::files::{Encoding, IncomingFile};
+use crate::service::files::{Encoding, IncomingFile, etag};
 use crate::service::{Service, ServiceError};
 
 /// RFC 5987 `attr-char`s, which need no percent-encoding in `filename*`.
@@ -41,7 +41,8 @@ fn content_disposition(file_name: &str) -> String {
 
 #[utoipa::path(get, path = paths::DOWNLOAD, tag = "files",
     params(("file_id" = String, Path, description = "The file's name, percent-encoded"),
-           ("Range" = Option<String>, Header, description = "One byte range, e.g. bytes=0-1023")),
+           ("Range" = Option<String>, Header, description = "One byte range, e.g. bytes=0-1023"),
+           ("If-Range" = Option<String>, Header, description = "Serve the Range only if this is the file's ETag")),
     responses(
         // The bytes come back in the file's own type, whatever that is.
         (status = 200, description = "The whole file, in its own Content-Type", content_type = "*/*", body = super::schemas::Bytes),
@@ -55,14 +56,14 @@ pub async fn download(
     PathParams(file_id): PathParams<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let range = headers.get(RANGE).and_then(|v| v.to_str().ok());
-    let download = service.download(&org, &file_id, range).await?;
+    let header = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+    let download = service.download(&org, &file_id, header(RANGE), header(IF_RANGE)).await?;
     let file = &download.file;
     let (start, end) = (download.range.start, download.range.end);
     let mut response = Response::builder()
         .header(CONTENT_TYPE, &file.file_type)
         .header(CONTENT_LENGTH, end - start)
-        .header(ETAG, format!("\"{}\"", file.file_uid))
+        .header(ETAG, etag(file))
         .header(CONTENT_DISPOSITION, content_disposition(&file.file_name))
         .header(ACCEPT_RANGES, "bytes");
     if download.partial {
@@ -88,7 +89,7 @@ pub async fn file_metadata(
 #[utoipa::path(get, path = paths::LIST_METADATA, tag = "files",
     params(
         ("shard_index" = Option<i64>, Query, description = "-1 (default) starts from the first record"),
-        ("max_items_per_shard" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "1 to 1000 (default 1000)"),
+        ("max_items_per_shard" = Option<i64>, Query, minimum = -1, maximum = 1000, description = "1 to 1000, or -1 (the default) for 1000"),
         ("file_type" = Option<String>, Query, description = "Only files of this type"),
     ),
     responses((status = 200, description = "Done", body = Vec<FileMetadata>), (status = "4XX", description = "Refused: the error envelope says why", body = ErrorResponse), (status = "5XX", description = "A server fault, in the error envelope", body = ErrorResponse)))]

@@ -76,6 +76,11 @@ pub fn metadata(file: &FileRecord) -> FileMetadata {
     }
 }
 
+/// A file's ETag: its uid, which no other bytes ever have.
+pub fn etag(file: &FileRecord) -> String {
+    format!("\"{}\"", file.file_uid)
+}
+
 /// A client's path as a file name: its last component.
 fn base_name(path: &str) -> &str {
     path.rsplit(['/', '\\']).next().unwrap_or(path)
@@ -98,16 +103,21 @@ impl Service {
                 reason: "must be -1 (from the start) or a shard number from 0".into(),
             });
         }
-        if !(1..=ListFilesQuery::MAX_ITEMS).contains(&query.max_items_per_shard) {
+        // -1, the documented default, is the most a shard holds.
+        let size = match query.max_items_per_shard {
+            -1 => ListFilesQuery::MAX_ITEMS,
+            n => n,
+        };
+        if !(1..=ListFilesQuery::MAX_ITEMS).contains(&size) {
             problems.push(BadRequest::InvalidField {
                 field: "max_items_per_shard".into(),
-                reason: format!("must be between 1 and {}", ListFilesQuery::MAX_ITEMS),
+                reason: format!("must be -1 (the most, {0}) or between 1 and {0}", ListFilesQuery::MAX_ITEMS),
             });
         }
         if !problems.is_empty() {
             return Err(ServiceError::BadRequest(problems));
         }
-        let size = query.max_items_per_shard as u64;
+        let size = size as u64;
         // A shard past any list is empty, however large its number.
         let offset = (query.shard_index.max(0) as u64).saturating_mul(size).min(i64::MAX as u64);
         let files = self.meta.list_files(org_id, query.file_type.as_deref(), offset, size).await?;
@@ -136,12 +146,24 @@ impl Service {
         Ok(FileIdentity { is_valid: true, file_id: file.file_name, file_uid: file.file_uid.to_string() })
     }
 
-    /// Opens a file for download, whole or the one range a `Range` header asks for.
-    pub async fn download(&self, org_id: &OrgId, file_name: &str, range: Option<&str>) -> Result<Download> {
+    /// Opens a file for download, whole or the one range a `Range` header
+    /// asks for. With `if_range`, the range is served only if that is the
+    /// file's current ETag (RFC 9110 §13.1.5): a client resuming from bytes
+    /// of an older file under this name gets the whole new file, never a
+    /// piece of it to splice onto the old one.
+    pub async fn download(
+        &self,
+        org_id: &OrgId,
+        file_name: &str,
+        range: Option<&str>,
+        if_range: Option<&str>,
+    ) -> Result<Download> {
         let file = self.file(org_id, file_name).await?;
         if !file.status.is_downloadable() {
             return Err(ServiceError::FileNotDownloadable(file_name.to_owned()));
         }
+        // A date never matches: files have no modification time to compare.
+        let range = range.filter(|_| if_range.is_none_or(|validator| validator.trim() == etag(&file)));
         let (range, partial) = match range.map(|r| parse_range(r, file.num_bytes)) {
             None | Some(RangeRequest::Whole) => (0..file.num_bytes, false),
             Some(RangeRequest::Part(range)) => (range, true),

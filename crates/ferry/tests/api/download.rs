@@ -56,3 +56,46 @@ async fn head_gives_the_headers_alone() {
     let ranged = client.get_with("/v0.5/files/download/donn%C3%A9es%201.csv", &[("range", "bytes=0-9")]).await;
     assert_eq!(ranged.body.len(), 10);
 }
+
+/// `If-Range`: a range is served only while its validator is the file's
+/// ETag; a stale one (the name now holds other bytes) or a date gets the
+/// whole file, 200, so a download manager never splices new bytes onto old.
+#[tokio::test]
+async fn if_range_serves_the_range_only_for_the_current_file() {
+    let server = Server::start();
+    let client = server.client();
+    let old = bytes(1000, 90);
+    client.simple_upload("moving.bin", old.clone(), None).await.assert_ok();
+    let old_etag = client.download("moving.bin").await.header("etag").unwrap().to_owned();
+    let range = [("Range", "bytes=100-199"), ("If-Range", old_etag.as_str())];
+    let reply = client.get_with("/v0.5/files/download/moving.bin", &range).await;
+    assert_eq!((reply.status.as_u16(), &reply.body[..]), (206, &old[100..200]));
+
+    let new = bytes(1000, 91);
+    client.simple_upload("moving.bin", new.clone(), None).await.assert_ok();
+    let reply = client.get_with("/v0.5/files/download/moving.bin", &range).await;
+    assert_eq!(reply.status, 200, "a stale If-Range got a range");
+    assert!(reply.body == new);
+    let dated = [("Range", "bytes=100-199"), ("If-Range", "Wed, 02 Dec 2026 05:00:00 GMT")];
+    assert_eq!(client.get_with("/v0.5/files/download/moving.bin", &dated).await.status, 200);
+}
+
+/// A browser's preflight names `Authorization`, which `*` does not cover
+/// under the Fetch standard: it is allowed by name, with `Content-Type`.
+#[tokio::test]
+async fn browsers_may_send_the_api_key_from_any_origin() {
+    let server = Server::start();
+    let preflight = http()
+        .request(reqwest::Method::OPTIONS, format!("{}/v0.5/files/metadata", server.url))
+        .header("Origin", "https://app.example.com")
+        .header("Access-Control-Request-Method", "GET")
+        .header("Access-Control-Request-Headers", "authorization,content-type")
+        .send()
+        .await
+        .unwrap();
+    let preflight = reply(preflight).await;
+    assert!(preflight.status.is_success(), "{:?}", preflight.status);
+    let allowed = preflight.header("access-control-allow-headers").unwrap_or_default().to_ascii_lowercase();
+    assert!(allowed.contains("authorization") && allowed.contains("content-type"), "{allowed}");
+    assert_eq!(preflight.header("access-control-allow-origin"), Some("*"));
+}

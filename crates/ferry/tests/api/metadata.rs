@@ -137,6 +137,11 @@ async fn the_listing_is_ordered_filtered_and_sharded() {
         names(client.get("/v0.5/files/metadata?shard_index=-1&max_items_per_shard=2").await),
         ["f0.csv", "f1.txt"]
     );
+    // -1 for both, the documented defaults, as the older client sends them.
+    assert_eq!(
+        names(client.get("/v0.5/files/metadata?shard_index=-1&max_items_per_shard=-1").await),
+        ["f0.csv", "f1.txt", "f3.txt", "f4.csv", "f5.txt", "f6.csv"]
+    );
     assert_eq!(names(client.get("/v0.5/files/metadata?file_type=text/csv").await), ["f0.csv", "f4.csv", "f6.csv"]);
     assert!(names(client.get("/v0.5/files/metadata?shard_index=9").await).is_empty());
     // Found by schemathesis: a shard number whose offset overflows.
@@ -152,7 +157,13 @@ async fn the_listing_is_ordered_filtered_and_sharded() {
         .collect();
     assert!(indexes.windows(2).all(|w| w[0] < w[1]), "{indexes:?}");
 
-    for bad in ["max_items_per_shard=0", "max_items_per_shard=1001", "shard_index=-2", "shard_index=x"] {
+    for bad in [
+        "max_items_per_shard=0",
+        "max_items_per_shard=-2",
+        "max_items_per_shard=1001",
+        "shard_index=-2",
+        "shard_index=x",
+    ] {
         client.get(&format!("/v0.5/files/metadata?{bad}")).await.assert_error(400, "invalid_parameter");
     }
     // Another org sees none of it.
