@@ -96,27 +96,61 @@ pub struct FilesInfo {
     pub last_updated: f64,
 }
 
-/// The query of `GET /files/metadata`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The query of `GET /files/metadata`, in either of its two forms
+/// (files-api §4.3): any shard field present asks for a shard, as the
+/// older clients do; otherwise it asks for a page.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ListFilesQuery {
-    /// -1 (the default) starts from the first record, like shard 0.
-    #[serde(default = "ListFilesQuery::from_the_start")]
-    pub shard_index: i64,
-    #[serde(default = "ListFilesQuery::max_items")]
-    pub max_items_per_shard: i64,
+    /// Files in a page: 1 to 1,000, default 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<i64>,
+    /// A page's `next_cursor`: continue to older files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    /// A page's `prev_cursor`: step back to newer files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<String>,
+    /// -1 (the default) is the first shard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard_index: Option<i64>,
+    /// 1 to 1,000; -1 (the default) is 1,000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_items_per_shard: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file_type: Option<String>,
 }
 
 impl ListFilesQuery {
+    /// The most files a page or a shard holds.
     pub const MAX_ITEMS: i64 = 1000;
+    pub const DEFAULT_LIMIT: i64 = 100;
 
-    fn from_the_start() -> i64 {
-        -1
+    /// Whether this asks for the older clients' shard form.
+    pub fn is_shard(&self) -> bool {
+        self.shard_index.is_some() || self.max_items_per_shard.is_some()
     }
+}
 
-    fn max_items() -> i64 {
-        Self::MAX_ITEMS
-    }
+/// A page of the listing, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FilesPage {
+    pub data: Vec<FileMetadata>,
+    /// Whether there are more files the way this page was walked (older
+    /// ones, or newer ones for a page asked `before` a cursor).
+    pub has_more: bool,
+    /// Older files follow with `after` = this; `null` when there are none.
+    pub next_cursor: Option<String>,
+    /// Newer files come back with `before` = this; `null` when there are none.
+    pub prev_cursor: Option<String>,
+}
+
+/// The answer of `GET /files/metadata`: a page, or a shard's JSON array.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(untagged)]
+pub enum FileList {
+    Page(FilesPage),
+    Shard(Vec<FileMetadata>),
 }

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use ferry_api::files::{FileIdentity, FileMetadata, FilesInfo, ListFilesQuery};
+use ferry_api::files::{FileIdentity, FileMetadata, FilesInfo, FilesPage, ListFilesQuery};
 use ferry_api::uploads::{
     CheckpointRequest, CheckpointResponse, CompleteUploadRequest, CompleteUploadResponse, InitiateUploadRequest,
     InitiateUploadResponse, PartDescriptor, PartTokenEntry, PartUrlsRequest, PartUrlsResponse,
@@ -148,16 +148,18 @@ impl Client {
         self.call::<(), _>(Method::GET, &path, None).await
     }
 
-    pub async fn list_files(&self, query: &ListFilesQuery) -> Result<Vec<FileMetadata>> {
-        let mut path = format!(
-            "{}?shard_index={}&max_items_per_shard={}",
-            paths::LIST_METADATA,
-            query.shard_index,
-            query.max_items_per_shard
-        );
-        if let Some(file_type) = &query.file_type {
-            path.push_str(&format!("&file_type={}", segment(file_type)));
-        }
+    /// A page of the listing, newest first (`query` without shard fields).
+    pub async fn list_files_page(&self, query: &ListFilesQuery) -> Result<FilesPage> {
+        let limit = query.limit.map(|n| n.to_string());
+        let fields = [
+            ("limit", limit.as_deref()),
+            ("after", query.after.as_deref()),
+            ("before", query.before.as_deref()),
+            ("file_type", query.file_type.as_deref()),
+        ];
+        let query: Vec<String> =
+            fields.iter().filter_map(|(name, value)| Some(format!("{name}={}", segment(value.as_ref()?)))).collect();
+        let path = format!("{}?{}", paths::LIST_METADATA, query.join("&"));
         self.call::<(), _>(Method::GET, &path, None).await
     }
 

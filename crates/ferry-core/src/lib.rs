@@ -9,6 +9,7 @@ pub mod api_key;
 pub mod base64_stream;
 pub mod blob_key;
 pub mod checksum;
+pub mod cursor;
 pub mod file;
 pub mod ids;
 pub mod names;

@@ -173,6 +173,30 @@ pub struct FileStats {
     pub last_updated: UnixSeconds,
 }
 
+/// Where a page of the listing starts. Positions are `file_index` bounds,
+/// not files, so a position stays meaningful when its file is deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListPosition {
+    /// The newest files.
+    Newest,
+    /// Files older than this bound (smaller `file_index`), newest first.
+    OlderThan(i64),
+    /// The files just newer than this bound (larger `file_index`).
+    NewerThan(i64),
+}
+
+/// A page of the listing, newest first, and the bounds that continue it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilePage {
+    pub files: Vec<FileRecord>,
+    /// `ListPosition::OlderThan` this continues to older files; `None`
+    /// when there are none.
+    pub older: Option<i64>,
+    /// `ListPosition::NewerThan` this steps back to newer files; `None`
+    /// when there are none.
+    pub newer: Option<i64>,
+}
+
 /// What completing an upload registers.
 #[derive(Debug, Clone)]
 pub struct Registration {
@@ -311,15 +335,28 @@ pub trait Files: Send + Sync {
     async fn org_usage(&self, org_id: &OrgId) -> Result<u64>;
     /// The file that holds `file_name` in the org.
     async fn get_file(&self, org_id: &OrgId, file_name: &str) -> Result<Option<FileRecord>>;
-    /// The org's files that hold names, by `file_index`, optionally of one
-    /// type, from position `offset`.
-    async fn list_files(
+    /// The org's files that hold names, by ascending `file_index`,
+    /// optionally of one type, from position `offset` (the older clients'
+    /// shards).
+    async fn list_files_shard(
         &self,
         org_id: &OrgId,
         file_type: Option<&str>,
         offset: u64,
         limit: u64,
     ) -> Result<Vec<FileRecord>>;
+    /// Up to `limit` of the org's files that hold names, newest first,
+    /// optionally of one type, from a position in the listing. Each page
+    /// is a seek on an index, whatever its position.
+    async fn list_files_page(
+        &self,
+        org_id: &OrgId,
+        file_type: Option<&str>,
+        from: ListPosition,
+        limit: u64,
+    ) -> Result<FilePage>;
+    /// The org's totals, from counters the registering and deleting
+    /// transactions keep.
     async fn file_stats(&self, org_id: &OrgId) -> Result<FileStats>;
     /// Frees the name and queues the bytes for deletion no earlier than
     /// `delete_after`. Returns the file that held the name, if any.

@@ -19,9 +19,9 @@ use ferry_core::upload::{ClaimProblems, RecordedPart, TokenClaim, UploadState, c
 
 use crate::engine::{Engine, Flow, Row, Tx, Value};
 use crate::{
-    AbortOutcome, ApiKeyRecord, BlobDeletion, BlobDeletionId, Deletions, FileRecord, FileStats, Files, Inventory,
-    MetaError, MetadataStore, NewFile, OrgRecord, Orgs, Registered, Registration, Result, UnixSeconds, UploadRecord,
-    Uploads, params,
+    AbortOutcome, ApiKeyRecord, BlobDeletion, BlobDeletionId, Deletions, FilePage, FileRecord, FileStats, Files,
+    Inventory, ListPosition, MetaError, MetadataStore, NewFile, OrgRecord, Orgs, Registered, Registration, Result,
+    UnixSeconds, UploadRecord, Uploads, params,
 };
 
 /// A flow from its body: `flow!(|tx| …)`.
@@ -217,7 +217,7 @@ async fn take_guard(tx: &mut dyn Tx, guard: BlobDeletionId) -> Result<()> {
 async fn usage(tx: &mut dyn Tx, org_id: &OrgId) -> Result<u64> {
     let row = tx
         .query_one(
-            "SELECT CAST(COALESCE((SELECT SUM(num_bytes) FROM files WHERE org_id = $1 AND holds_name = TRUE), 0)
+            "SELECT CAST((SELECT num_bytes FROM orgs WHERE org_id = $1)
                  + COALESCE((SELECT SUM(num_bytes) FROM uploads WHERE org_id = $1 AND state = 'active'), 0) AS BIGINT)",
             &params![org_id],
         )
@@ -244,12 +244,38 @@ async fn drop_upload_parts(tx: &mut dyn Tx, upload_id: &UploadId) -> Result<()> 
     Ok(())
 }
 
-/// Moves the org's `files_changed_at` forward (and locks its row).
-async fn files_changed(tx: &mut dyn Tx, org_id: &OrgId, now: UnixSeconds) -> Result<()> {
+/// A change to an org's totals over the files that hold names.
+#[derive(Debug, Clone, Copy, Default)]
+struct Totals {
+    files: i64,
+    bytes: i64,
+    ingested: i64,
+}
+
+impl Totals {
+    /// What one file that holds its name counts for.
+    fn of(num_bytes: u64, status: FileStatus) -> Self {
+        Self { files: 1, bytes: num_bytes as i64, ingested: i64::from(status == FileStatus::Ingested) }
+    }
+
+    fn minus(self, other: Self) -> Self {
+        Self {
+            files: self.files - other.files,
+            bytes: self.bytes - other.bytes,
+            ingested: self.ingested - other.ingested,
+        }
+    }
+}
+
+/// Moves the org's `files_changed_at` forward and its totals by `change`
+/// (and locks its row). The totals change in the transaction that changes
+/// the files, so they are never off by a crash.
+async fn files_changed(tx: &mut dyn Tx, org_id: &OrgId, now: UnixSeconds, change: Totals) -> Result<()> {
     tx.execute(
-        "UPDATE orgs SET files_changed_at = CASE WHEN files_changed_at < $2 THEN $2 ELSE files_changed_at END
+        "UPDATE orgs SET files_changed_at = CASE WHEN files_changed_at < $2 THEN $2 ELSE files_changed_at END,
+             num_files = num_files + $3, num_bytes = num_bytes + $4, num_ingested = num_ingested + $5
          WHERE org_id = $1",
-        &params![org_id, now],
+        &params![org_id, now, change.files, change.bytes, change.ingested],
     )
     .await?;
     Ok(())
@@ -275,22 +301,31 @@ async fn register(
         .int(0)?;
     let holder = tx
         .query_opt(
-            "SELECT file_uid, status FROM files WHERE org_id = $1 AND file_name = $2 AND holds_name = TRUE",
+            "SELECT file_uid, status, num_bytes FROM files WHERE org_id = $1 AND file_name = $2 AND holds_name = TRUE",
             &params![&new.org_id, new.file_name.as_str()],
         )
         .await?;
-    let holder: Option<(FileUid, FileStatus)> = match holder {
-        Some(row) => Some((row.parse(0)?, FileStatus::parse(&row.text(1)?).ok_or_else(|| bad("file status"))?)),
+    let holder: Option<(FileUid, FileStatus, u64)> = match holder {
+        Some(row) => Some((
+            row.parse(0)?,
+            FileStatus::parse(&row.text(1)?).ok_or_else(|| bad("file status"))?,
+            row.int(2)? as u64,
+        )),
         None => None,
     };
-    let holder_is_good = holder.is_some_and(|(_, status)| status.is_downloadable());
+    let holder_is_good = holder.is_some_and(|(_, status, _)| status.is_downloadable());
     let holds_name = status.is_downloadable() || !holder_is_good;
     let mut displaced = None;
-    if holds_name && let Some((old, _)) = holder {
-        tx.execute("UPDATE files SET holds_name = FALSE, deleted_at = $2 WHERE file_uid = $1", &params![&old, now])
-            .await?;
-        enqueue_deletion(tx, &BlobKey::File(old), delete_displaced_after).await?;
-        displaced = Some(old);
+    let mut change = Totals::default();
+    if holds_name {
+        change = Totals::of(new.num_bytes, status);
+        if let Some((old, old_status, old_bytes)) = holder {
+            tx.execute("UPDATE files SET holds_name = FALSE, deleted_at = $2 WHERE file_uid = $1", &params![&old, now])
+                .await?;
+            enqueue_deletion(tx, &BlobKey::File(old), delete_displaced_after).await?;
+            displaced = Some(old);
+            change = change.minus(Totals::of(old_bytes, old_status));
+        }
     }
     if !holds_name {
         // Recorded for the operator, but nothing can reach its bytes.
@@ -329,7 +364,7 @@ async fn register(
         ],
     )
     .await?;
-    files_changed(tx, &new.org_id, now).await?;
+    files_changed(tx, &new.org_id, now, change).await?;
     Ok(Registered { file, holds_name, displaced })
 }
 
@@ -638,6 +673,16 @@ impl<E: Engine> Uploads for Store<E> {
     }
 }
 
+/// The condition that selects an org's listed files, `$1` the org and
+/// `$2` the file type if `file_type` is given. Two spellings, not one with
+/// `$2 IS NULL OR …`, so that each planner sees which index serves it.
+fn listed(file_type: Option<&str>) -> &'static str {
+    match file_type {
+        None => "org_id = $1 AND holds_name = TRUE AND CAST($2 AS TEXT) IS NULL",
+        Some(_) => "org_id = $1 AND holds_name = TRUE AND file_type = $2",
+    }
+}
+
 /// Whether the part records are exactly the ones a complete verified.
 fn parts_unchanged(verified: &BTreeMap<u32, PartToken>, recorded: &BTreeMap<u32, RecordedPart>) -> bool {
     verified.len() == recorded.len()
@@ -675,7 +720,7 @@ impl<E: Engine> Files for Store<E> {
         self.read_opt(false, sql, params![org_id, file_name], file_from_row).await
     }
 
-    async fn list_files(
+    async fn list_files_shard(
         &self,
         org_id: &OrgId,
         file_type: Option<&str>,
@@ -683,34 +728,73 @@ impl<E: Engine> Files for Store<E> {
         limit: u64,
     ) -> Result<Vec<FileRecord>> {
         let sql = format!(
-            "SELECT {FILE_COLUMNS} FROM files
-             WHERE org_id = $1 AND holds_name = TRUE AND (CAST($2 AS TEXT) IS NULL OR file_type = $2)
-             ORDER BY file_index LIMIT $3 OFFSET $4"
+            "SELECT {FILE_COLUMNS} FROM files WHERE {} ORDER BY file_index LIMIT $3 OFFSET $4",
+            listed(file_type)
         );
         self.read_all(sql, params![org_id, file_type, limit, offset], file_from_row).await
     }
 
-    async fn file_stats(&self, org_id: &OrgId) -> Result<FileStats> {
-        let org_id = *org_id;
+    async fn list_files_page(
+        &self,
+        org_id: &OrgId,
+        file_type: Option<&str>,
+        from: ListPosition,
+        limit: u64,
+    ) -> Result<FilePage> {
+        let (org_id, file_type) = (*org_id, file_type.map(str::to_owned));
         self.engine
             .read(flow!(|tx| {
-                let row = tx
-                    .query_one(
-                        "SELECT COUNT(f.file_uid), CAST(COALESCE(SUM(f.num_bytes), 0) AS BIGINT),
-                                COUNT(f.file_uid) FILTER (WHERE f.status = 'ingested'), o.files_changed_at
-                         FROM orgs o LEFT JOIN files f ON f.org_id = o.org_id AND f.holds_name = TRUE
-                         WHERE o.org_id = $1 GROUP BY o.org_id, o.files_changed_at",
-                        &params![&org_id],
-                    )
-                    .await?;
+                let listed = listed(file_type.as_deref());
+                // One more than the page, to know whether the walk goes on.
+                let (bound, toward_newer) = match from {
+                    ListPosition::Newest => (i64::MAX, false),
+                    ListPosition::OlderThan(bound) => (bound, false),
+                    ListPosition::NewerThan(bound) => (bound, true),
+                };
+                let (cmp, order) = if toward_newer { (">", "ASC") } else { ("<", "DESC") };
+                let sql = format!(
+                    "SELECT {FILE_COLUMNS} FROM files WHERE {listed} AND file_index {cmp} $3
+                     ORDER BY file_index {order} LIMIT $4"
+                );
+                let values = params![&org_id, file_type.as_deref(), bound, limit + 1];
+                let mut files = all(tx.query(&sql, &values).await?, file_from_row)?;
+                let more = files.len() as u64 > limit;
+                files.truncate(limit as usize);
+                if toward_newer {
+                    files.reverse();
+                }
+                // The page's edges; an empty page's are the bound it was asked from.
+                let newest =
+                    files.first().map_or(if toward_newer { bound } else { bound - 1 }, |f| f.file_index as i64);
+                let oldest = files.last().map_or(if toward_newer { bound + 1 } else { bound }, |f| f.file_index as i64);
+                // The way back: anything on the other side of the page?
+                let back = match from {
+                    ListPosition::Newest => false,
+                    _ => {
+                        let (cmp, edge) = if toward_newer { ("<", oldest) } else { (">", newest) };
+                        let sql = format!("SELECT 1 FROM files WHERE {listed} AND file_index {cmp} $3 LIMIT 1");
+                        tx.query_opt(&sql, &params![&org_id, file_type.as_deref(), edge]).await?.is_some()
+                    }
+                };
+                let (older, newer) = if toward_newer { (back, more) } else { (more, back) };
+                Ok(FilePage { files, older: older.then_some(oldest), newer: newer.then_some(newest) })
+            }))
+            .await
+    }
+
+    async fn file_stats(&self, org_id: &OrgId) -> Result<FileStats> {
+        let sql = "SELECT num_files, num_bytes, num_ingested, files_changed_at FROM orgs WHERE org_id = $1".into();
+        let stats = self
+            .read_opt(false, sql, params![org_id], |row| {
                 Ok(FileStats {
                     num_files: row.int(0)? as u64,
                     num_bytes: row.int(1)? as u64,
                     num_ingested: row.int(2)? as u64,
                     last_updated: row.int(3)?,
                 })
-            }))
-            .await
+            })
+            .await?;
+        Ok(stats.unwrap_or(FileStats { num_files: 0, num_bytes: 0, num_ingested: 0, last_updated: 0 }))
     }
 
     async fn delete_file(
@@ -726,7 +810,7 @@ impl<E: Engine> Files for Store<E> {
             .write(flow!(|tx| {
                 // The org's row first (the lock order); rolled back below if
                 // there is nothing to delete.
-                files_changed(tx, &org_id, now).await?;
+                files_changed(tx, &org_id, now, Totals::default()).await?;
                 let sql = format!(
                     "UPDATE files SET holds_name = FALSE, deleted_at = $3
                      WHERE org_id = $1 AND file_name = $2 AND holds_name = TRUE RETURNING {FILE_COLUMNS}"
@@ -735,6 +819,8 @@ impl<E: Engine> Files for Store<E> {
                     return Err(MetaError::NothingChanged);
                 };
                 let file = file_from_row(&file)?;
+                let gone = Totals::default().minus(Totals::of(file.num_bytes, file.status));
+                files_changed(tx, &org_id, now, gone).await?;
                 enqueue_deletion(tx, &BlobKey::File(file.file_uid), delete_after).await?;
                 Ok(file)
             }))
@@ -800,12 +886,13 @@ impl<E: Engine> Files for Store<E> {
                     return Err(MetaError::NothingChanged);
                 };
                 // The org's row before the file's (the lock order).
-                files_changed(tx, &org.parse(0)?, now).await?;
+                let org_id: OrgId = org.parse(0)?;
+                files_changed(tx, &org_id, now, Totals::default()).await?;
                 let changed = tx
-                    .execute(
+                    .query_opt(
                         "UPDATE files SET status = 'ingested', metadata_status = $2, attributes = $3,
                              checksum_crc32c = COALESCE($4, checksum_crc32c), ingest_claimed_until = NULL
-                         WHERE file_uid = $1 AND status = 'ingesting'",
+                         WHERE file_uid = $1 AND status = 'ingesting' RETURNING holds_name",
                         &params![
                             &file_uid,
                             metadata_status.as_str(),
@@ -814,7 +901,12 @@ impl<E: Engine> Files for Store<E> {
                         ],
                     )
                     .await?;
-                if changed == 0 { Err(MetaError::NothingChanged) } else { Ok(()) }
+                let Some(changed) = changed else { return Err(MetaError::NothingChanged) };
+                // A file deleted while it was ingested counts for nothing.
+                if changed.bool(0)? {
+                    files_changed(tx, &org_id, now, Totals { ingested: 1, ..Totals::default() }).await?;
+                }
+                Ok(())
             }))
             .await;
         match finished {

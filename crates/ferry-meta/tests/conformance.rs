@@ -10,7 +10,8 @@ use ferry_core::ids::{FileUid, KeyId, OrgId, UploadId};
 use ferry_core::token::PartToken;
 use ferry_core::upload::{RecordedPart, TokenClaim, UploadState};
 use ferry_meta::{
-    AbortOutcome, MetaError, MetadataStore, NewFile, Postgres, Registration, Sqlite, Store, UploadRecord,
+    AbortOutcome, FilePage, ListPosition, MetaError, MetadataStore, NewFile, Postgres, Registration, Sqlite, Store,
+    UploadRecord,
 };
 
 struct Backend {
@@ -78,6 +79,8 @@ backends!(
     registering_a_taken_name_displaces_the_old_file_into_the_deletion_queue,
     a_corrupt_file_never_displaces_a_good_one,
     abort_is_idempotent_and_queues_the_uploads_storage,
+    pages_run_newest_first_and_step_back_by_their_bounds,
+    the_totals_follow_registrations_replacements_ingests_and_deletions,
     a_claimed_deletion_is_not_handed_out_again_until_its_lease_ends,
     idle_uploads_expire_into_the_deletion_queue,
     a_simple_upload_registers_and_clears_its_guard,
@@ -380,12 +383,102 @@ async fn listing_is_by_file_index_filtered_and_paged(store: Arc<dyn MetadataStor
     store.delete_file(&org, "c.csv", NOW + 9, NOW).await.unwrap();
 
     let listed = |files: Vec<ferry_meta::FileRecord>| files.into_iter().map(|f| f.file_name).collect::<Vec<_>>();
-    assert_eq!(listed(store.list_files(&org, None, 0, 100).await.unwrap()), ["a.csv", "b.png", "d.csv", "e.png"]);
-    assert_eq!(listed(store.list_files(&org, None, 1, 2).await.unwrap()), ["b.png", "d.csv"]);
-    assert_eq!(listed(store.list_files(&org, Some("text/csv"), 0, 100).await.unwrap()), ["a.csv", "d.csv"]);
+    let shard = |file_type, offset, limit| store.list_files_shard(&org, file_type, offset, limit);
+    assert_eq!(listed(shard(None, 0, 100).await.unwrap()), ["a.csv", "b.png", "d.csv", "e.png"]);
+    assert_eq!(listed(shard(None, 1, 2).await.unwrap()), ["b.png", "d.csv"]);
+    assert_eq!(listed(shard(Some("text/csv"), 0, 100).await.unwrap()), ["a.csv", "d.csv"]);
     let stats = store.file_stats(&org).await.unwrap();
     assert_eq!((stats.num_files, stats.num_bytes, stats.num_ingested), (4, 40, 0));
     assert_eq!(store.file_stats(&other).await.unwrap().num_files, 1);
+}
+
+async fn register(store: &dyn MetadataStore, file: &NewFile, now: i64) {
+    let guard = store.enqueue_blob_deletion(&BlobKey::File(file.file_uid), now).await.unwrap();
+    store.register_file(file, guard, None, now, now).await.unwrap();
+}
+
+async fn pages_run_newest_first_and_step_back_by_their_bounds(store: Arc<dyn MetadataStore>) {
+    let (org, other) = (org(store.as_ref(), "o").await, org(store.as_ref(), "other").await);
+    for (i, name) in ["a.csv", "b.png", "c.csv", "d.csv", "e.png", "f.csv", "g.csv"].iter().enumerate() {
+        let file_type = if name.ends_with("csv") { "text/csv" } else { "image/png" };
+        register(store.as_ref(), &new_file(org, name, file_type), NOW + i as i64).await;
+    }
+    register(store.as_ref(), &new_file(other, "z.csv", "text/csv"), NOW).await;
+    let page = |file_type, from| store.list_files_page(&org, file_type, from, 3);
+    let names = |page: &FilePage| page.files.iter().map(|f| f.file_name.as_str()).collect::<Vec<_>>().join(" ");
+    let index = |page: &FilePage, i: usize| page.files[i].file_index as i64;
+
+    let first = page(None, ListPosition::Newest).await.unwrap();
+    assert_eq!((names(&first).as_str(), first.newer), ("g.csv f.csv e.png", None));
+    assert_eq!(first.older, Some(index(&first, 2)));
+    let second = page(None, ListPosition::OlderThan(first.older.unwrap())).await.unwrap();
+    assert_eq!(names(&second), "d.csv c.csv b.png");
+    assert_eq!((second.newer, second.older), (Some(index(&second, 0)), Some(index(&second, 2))));
+    let last = page(None, ListPosition::OlderThan(second.older.unwrap())).await.unwrap();
+    assert_eq!((names(&last).as_str(), last.older), ("a.csv", None));
+    // Stepping back from a page gives the page before it, whole.
+    let back = page(None, ListPosition::NewerThan(last.newer.unwrap())).await.unwrap();
+    assert_eq!(back, second);
+    let front = page(None, ListPosition::NewerThan(second.newer.unwrap())).await.unwrap();
+    assert_eq!((names(&front).as_str(), front.newer), ("g.csv f.csv e.png", None));
+    assert_eq!(front.older, first.older);
+
+    let csv = page(Some("text/csv"), ListPosition::Newest).await.unwrap();
+    assert_eq!(names(&csv), "g.csv f.csv d.csv");
+    let csv = page(Some("text/csv"), ListPosition::OlderThan(csv.older.unwrap())).await.unwrap();
+    assert_eq!((names(&csv).as_str(), csv.older), ("c.csv a.csv", None));
+
+    // A bound whose files are gone still continues the walk.
+    store.delete_file(&org, "d.csv", NOW + 9, NOW).await.unwrap();
+    store.delete_file(&org, "c.csv", NOW + 9, NOW).await.unwrap();
+    let after_deletes = page(None, ListPosition::OlderThan(first.older.unwrap())).await.unwrap();
+    assert_eq!(names(&after_deletes), "b.png a.csv");
+    assert_eq!(after_deletes.older, None);
+    // Past the oldest file: an empty page whose way back is the page before.
+    let empty = page(None, ListPosition::OlderThan(index(&last, 0))).await.unwrap();
+    assert_eq!((empty.files.len(), empty.older), (0, None));
+    let before_empty = page(None, ListPosition::NewerThan(empty.newer.unwrap())).await.unwrap();
+    assert_eq!(names(&before_empty), "e.png b.png a.csv");
+}
+
+async fn the_totals_follow_registrations_replacements_ingests_and_deletions(store: Arc<dyn MetadataStore>) {
+    let org = org(store.as_ref(), "o").await;
+    let totals = || async {
+        let stats = store.file_stats(&org).await.unwrap();
+        (stats.num_files, stats.num_bytes, stats.num_ingested)
+    };
+    let (a, b) = (new_file(org, "a.csv", "text/csv"), new_file(org, "b.csv", "text/csv"));
+    register(store.as_ref(), &a, NOW).await;
+    register(store.as_ref(), &b, NOW).await;
+    assert_eq!(totals().await, (2, 20, 0));
+    // b is ingested, then replaced by a larger b: the new one is not ingested.
+    store.claim_file_to_ingest(&b.file_uid, NOW, 60).await.unwrap().unwrap();
+    store.finish_ingest(&b.file_uid, MetadataStatus::Extracted, None, None, NOW).await.unwrap();
+    assert_eq!(totals().await, (2, 20, 1));
+    let larger_b = NewFile { num_bytes: 30, ..new_file(org, "b.csv", "text/csv") };
+    register(store.as_ref(), &larger_b, NOW).await;
+    assert_eq!(totals().await, (2, 40, 0));
+    // a corrupt a.csv takes no name from the good one, and counts for nothing.
+    let corrupt = Registration {
+        org_id: org,
+        upload_id: UploadId::generate(),
+        checksum_crc32c: None,
+        status: FileStatus::Corrupt,
+        verified_parts: None,
+        now: NOW,
+        delete_displaced_after: NOW,
+    };
+    let upload = UploadRecord { upload_id: corrupt.upload_id, num_bytes: 99, ..upload(org, "a.csv", NOW) };
+    insert(store.as_ref(), &upload).await;
+    store.complete_upload(&corrupt).await.unwrap();
+    assert_eq!(totals().await, (2, 40, 0));
+    // A file deleted while it was being ingested is not counted once done.
+    store.claim_file_to_ingest(&larger_b.file_uid, NOW, 60).await.unwrap().unwrap();
+    store.delete_file(&org, "b.csv", NOW, NOW).await.unwrap();
+    assert_eq!(totals().await, (1, 10, 0));
+    store.finish_ingest(&larger_b.file_uid, MetadataStatus::Extracted, None, None, NOW).await.unwrap();
+    assert_eq!(totals().await, (1, 10, 0));
+    assert_eq!(store.org_usage(&org).await.unwrap(), 10, "a.csv alone: the corrupt file holds no name");
 }
 
 async fn files_are_ingested_once_and_a_dead_extractors_files_come_back(store: Arc<dyn MetadataStore>) {

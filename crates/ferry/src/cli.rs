@@ -191,9 +191,15 @@ pub struct LsArgs {
     /// Only files of this type.
     #[arg(long = "type")]
     pub file_type: Option<String>,
+    /// List the newest N files.
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: u64,
+    /// List every file, however many.
+    #[arg(long, conflicts_with = "limit")]
+    pub all: bool,
     #[command(flatten)]
     pub connection: Connection,
-    /// JSON, for scripts.
+    /// One JSON object a line, a file's record as the API gives it, for scripts.
     #[arg(long)]
     pub json: bool,
 }

@@ -196,34 +196,38 @@ pub async fn download(args: DownloadArgs) -> anyhow::Result<()> {
 
 pub async fn ls(args: LsArgs) -> anyhow::Result<()> {
     let client = connect(&args.connection, false, QUESTION_PATIENCE)?;
-    let mut files = Vec::new();
-    for shard in 0.. {
-        let query = ListFilesQuery {
-            shard_index: shard,
-            max_items_per_shard: ListFilesQuery::MAX_ITEMS,
-            file_type: args.file_type.clone(),
-        };
-        let page = client.list_files(&query).await?;
-        let full = page.len() as i64 == ListFilesQuery::MAX_ITEMS;
-        files.extend(page);
-        if !full {
-            break;
+    let wanted = if args.all { u64::MAX } else { args.limit };
+    let mut query = ListFilesQuery { file_type: args.file_type.clone(), ..ListFilesQuery::default() };
+    let mut listed = 0u64;
+    if !args.json {
+        println!("{:<40} {:>10} {:<24} {:<20} STATUS", "NAME", "SIZE", "TYPE", "CREATED");
+    }
+    // Printed a page at a time, so a long listing starts at once and is never held whole.
+    let more = loop {
+        query.limit = Some((wanted - listed).min(ListFilesQuery::MAX_ITEMS as u64) as i64);
+        let page = client.list_files_page(&query).await?;
+        for file in &page.data {
+            if args.json {
+                println!("{}", serde_json::to_string(file)?);
+                continue;
+            }
+            let status = format!("{:?}", file.file_status).to_lowercase();
+            println!(
+                "{:<40} {:>10} {:<24} {:<20} {status}",
+                file.file_id,
+                HumanBytes(file.num_bytes).to_string(),
+                file.file_type,
+                file.created_at
+            );
         }
-    }
-    if args.json {
-        println!("{}", serde_json::to_string(&files)?);
-        return Ok(());
-    }
-    println!("{:<40} {:>10} {:<24} {:<20} STATUS", "NAME", "SIZE", "TYPE", "CREATED");
-    for file in &files {
-        let status = format!("{:?}", file.file_status).to_lowercase();
-        println!(
-            "{:<40} {:>10} {:<24} {:<20} {status}",
-            file.file_id,
-            HumanBytes(file.num_bytes).to_string(),
-            file.file_type,
-            file.created_at
-        );
+        listed += page.data.len() as u64;
+        match page.next_cursor {
+            Some(cursor) if listed < wanted => query.after = Some(cursor),
+            next => break next.is_some(),
+        }
+    };
+    if more {
+        eprintln!("(the newest {listed} files; --limit N lists more, --all every one)");
     }
     Ok(())
 }

@@ -24,7 +24,8 @@ use rusqlite::{Connection, ErrorCode, ToSql};
 use crate::engine::{Dialect, Engine, FlowFn, Row, Tx, Value};
 use crate::{MetaError, Result};
 
-const MIGRATIONS: &[&str] = &[include_str!("migrations.sql"), include_str!("migration-2.sql")];
+const MIGRATIONS: &[&str] =
+    &[include_str!("migrations.sql"), include_str!("migration-2.sql"), include_str!("migration-3.sql")];
 const READERS: usize = 4;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -208,5 +209,39 @@ impl Tx for SqliteTx<'_> {
 
     fn dialect(&self) -> Dialect {
         Dialect { lock_for_update: "", skip_locked: "" }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database made before the totals were counters gets them from its
+    /// files when it is migrated.
+    #[test]
+    fn migrating_counts_the_totals_of_existing_files() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..2] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 2).unwrap();
+        conn.execute_batch(
+            "INSERT INTO orgs (org_id, name, created_at) VALUES ('o', 'o', 0), ('empty', 'empty', 0);
+             INSERT INTO files (file_uid, org_id, file_name, file_type, num_bytes, status, file_index, holds_name,
+                                created_at)
+             VALUES ('f1', 'o', 'a', 'text/csv', 10, 'ingested', 0, 1, 0),
+                    ('f2', 'o', 'b', 'text/csv', 20, 'registered', 1, 1, 0),
+                    ('f3', 'o', 'b', 'text/csv', 40, 'ingested', 2, 0, 0);",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let totals = |org: &str| {
+            conn.query_row("SELECT num_files, num_bytes, num_ingested FROM orgs WHERE org_id = ?1", [org], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+            })
+            .unwrap()
+        };
+        assert_eq!(totals("o"), (2, 30, 1));
+        assert_eq!(totals("empty"), (0, 0, 0));
     }
 }

@@ -10,7 +10,7 @@ use axum::http::header::{
 };
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
-use ferry_api::files::{FileIdentity, FileMetadata, FilesInfo, ListFilesQuery};
+use ferry_api::files::{FileIdentity, FileList, FileMetadata, FilesInfo, ListFilesQuery};
 use ferry_api::{ErrorResponse, paths};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
@@ -88,17 +88,20 @@ pub async fn file_metadata(
 
 #[utoipa::path(get, path = paths::LIST_METADATA, tag = "files",
     params(
-        ("shard_index" = Option<i64>, Query, description = "-1 (default) starts from the first record"),
-        ("max_items_per_shard" = Option<i64>, Query, minimum = -1, maximum = 1000, description = "1 to 1000, or -1 (the default) for 1000"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "Pages: files in the page, 1 to 1000 (default 100)"),
+        ("after" = Option<String>, Query, description = "Pages: a page's `next_cursor`, to continue to older files"),
+        ("before" = Option<String>, Query, description = "Pages: a page's `prev_cursor`, to step back to newer files (not with `after`)"),
+        ("shard_index" = Option<i64>, Query, minimum = -1, description = "Shards (the older form, chosen by this or max_items_per_shard): -1 (default) starts from the first record"),
+        ("max_items_per_shard" = Option<i64>, Query, minimum = -1, maximum = 1000, description = "Shards: 1 to 1000, or -1 (the default) for 1000"),
         ("file_type" = Option<String>, Query, description = "Only files of this type"),
     ),
-    responses((status = 200, description = "Done", body = Vec<FileMetadata>), (status = "4XX", description = "Refused: the error envelope says why", body = ErrorResponse), (status = "5XX", description = "A server fault, in the error envelope", body = ErrorResponse)))]
-/// The org's files, ordered by `file_index`.
+    responses((status = 200, description = "A page, newest first; with a shard parameter, a shard as a JSON array ordered by `file_index`", body = FileList), (status = "4XX", description = "Refused: the error envelope says why", body = ErrorResponse), (status = "5XX", description = "A server fault, in the error envelope", body = ErrorResponse)))]
+/// The org's files: a page, newest first, or a shard in the older form.
 pub async fn list_metadata(
     State(service): State<Arc<Service>>,
     Org(org): Org,
     QueryParams(query): QueryParams<ListFilesQuery>,
-) -> Result<Json<Vec<FileMetadata>>, ApiError> {
+) -> Result<Json<FileList>, ApiError> {
     Ok(Json(service.list_files(&org, &query).await?))
 }
 

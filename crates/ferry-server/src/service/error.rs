@@ -8,6 +8,7 @@ use std::borrow::Cow;
 
 use ferry_api::ErrorCode;
 use ferry_blob::{BlobError, SourceError};
+use ferry_core::cursor::InvalidCursor;
 use ferry_core::ids::UploadId;
 use ferry_core::names::InvalidFileName;
 use ferry_core::upload::{ClaimProblems, UploadState};
@@ -18,6 +19,7 @@ use ferry_meta::{MetaError, UploadRecord};
 pub enum BadRequest {
     MissingField(String),
     InvalidField { field: String, reason: String },
+    Cursor { field: String, reason: InvalidCursor },
     FileName(InvalidFileName),
     FileType { given: String, allowed: Vec<String> },
     FileSize { given: i64, max: u64 },
@@ -213,6 +215,12 @@ impl BadRequest {
                 C::InvalidParameter,
                 if field.is_empty() { reason.clone() } else { format!("`{field}`: {reason}") },
                 "Fix the field's value and send the request again.",
+            ),
+            Self::Cursor { field, reason } => one(
+                C::InvalidParameter,
+                format!("`{field}` {reason}"),
+                "Pass a page's `next_cursor` as `after`, or its `prev_cursor` as `before`, exactly as this \
+                 organization's listing gave it; leave both out to start from the newest files.",
             ),
             Self::FileName(e) => one(
                 C::InvalidParameter,

@@ -4,18 +4,19 @@ use std::ops::Range;
 
 use bytes::Bytes;
 use ferry_api::files::{
-    ContentAttributes, FileAttributes, FileIdentity, FileMetadata, FileStatus as WireStatus, FilesInfo, ListFilesQuery,
-    MetadataStatus as WireMetadataStatus,
+    ContentAttributes, FileAttributes, FileIdentity, FileList, FileMetadata, FileStatus as WireStatus, FilesInfo,
+    FilesPage, ListFilesQuery, MetadataStatus as WireMetadataStatus,
 };
 use ferry_blob::{ByteStream, SourceError};
 use ferry_core::base64_stream::Base64Decoder;
 use ferry_core::blob_key::BlobKey;
+use ferry_core::cursor::Cursor;
 use ferry_core::file::{FileStatus, MetadataStatus};
 use ferry_core::ids::{FileUid, OrgId};
 use ferry_core::names::validate_file_name;
 use ferry_core::range::{RangeRequest, parse_range};
 use ferry_core::upload::file_type_from_name;
-use ferry_meta::{FileRecord, NewFile};
+use ferry_meta::{FileRecord, ListPosition, NewFile};
 use futures_util::{Stream, StreamExt};
 
 use super::{BadRequest, Result, Service, ServiceError, now_secs, rfc3339};
@@ -95,16 +96,65 @@ impl Service {
         Ok(metadata(&self.file(org_id, file_name).await?))
     }
 
-    pub async fn list_files(&self, org_id: &OrgId, query: &ListFilesQuery) -> Result<Vec<FileMetadata>> {
+    /// The org's files, as a page or, for the older clients, a shard
+    /// (files-api §4.3).
+    pub async fn list_files(&self, org_id: &OrgId, query: &ListFilesQuery) -> Result<FileList> {
+        if query.is_shard() {
+            Ok(FileList::Shard(self.list_files_shard(org_id, query).await?))
+        } else {
+            Ok(FileList::Page(self.list_files_page(org_id, query).await?))
+        }
+    }
+
+    async fn list_files_page(&self, org_id: &OrgId, query: &ListFilesQuery) -> Result<FilesPage> {
         let mut problems = Vec::new();
-        if query.shard_index < -1 {
+        let limit = query.limit.unwrap_or(ListFilesQuery::DEFAULT_LIMIT);
+        if !(1..=ListFilesQuery::MAX_ITEMS).contains(&limit) {
+            problems.push(BadRequest::InvalidField {
+                field: "limit".into(),
+                reason: format!("must be between 1 and {}", ListFilesQuery::MAX_ITEMS),
+            });
+        }
+        let mut cursor = |field: &str, text: Option<&str>| {
+            let bound = Cursor::decode(text?, org_id);
+            bound.map_err(|reason| problems.push(BadRequest::Cursor { field: field.into(), reason })).ok()
+        };
+        let from = match (cursor("after", query.after.as_deref()), cursor("before", query.before.as_deref())) {
+            (None, None) => ListPosition::Newest,
+            (Some(bound), None) => ListPosition::OlderThan(bound),
+            (None, Some(bound)) => ListPosition::NewerThan(bound),
+            (Some(_), Some(_)) => {
+                problems.push(BadRequest::InvalidField {
+                    field: "".into(),
+                    reason: "`after` and `before` go different ways: give one of them".into(),
+                });
+                ListPosition::Newest
+            }
+        };
+        if !problems.is_empty() {
+            return Err(ServiceError::BadRequest(problems));
+        }
+        let page = self.meta.list_files_page(org_id, query.file_type.as_deref(), from, limit as u64).await?;
+        let cursor = |bound: i64| Cursor { org_id: *org_id, bound }.encode();
+        Ok(FilesPage {
+            data: page.files.iter().map(metadata).collect(),
+            has_more: if matches!(from, ListPosition::NewerThan(_)) { page.newer } else { page.older }.is_some(),
+            next_cursor: page.older.map(cursor),
+            prev_cursor: page.newer.map(cursor),
+        })
+    }
+
+    async fn list_files_shard(&self, org_id: &OrgId, query: &ListFilesQuery) -> Result<Vec<FileMetadata>> {
+        let mut problems = Vec::new();
+        let shard_index = query.shard_index.unwrap_or(-1);
+        if shard_index < -1 {
             problems.push(BadRequest::InvalidField {
                 field: "shard_index".into(),
                 reason: "must be -1 (from the start) or a shard number from 0".into(),
             });
         }
         // -1, the documented default, is the most a shard holds.
-        let size = match query.max_items_per_shard {
+        let size = match query.max_items_per_shard.unwrap_or(-1) {
             -1 => ListFilesQuery::MAX_ITEMS,
             n => n,
         };
@@ -119,8 +169,8 @@ impl Service {
         }
         let size = size as u64;
         // A shard past any list is empty, however large its number.
-        let offset = (query.shard_index.max(0) as u64).saturating_mul(size).min(i64::MAX as u64);
-        let files = self.meta.list_files(org_id, query.file_type.as_deref(), offset, size).await?;
+        let offset = (shard_index.max(0) as u64).saturating_mul(size).min(i64::MAX as u64);
+        let files = self.meta.list_files_shard(org_id, query.file_type.as_deref(), offset, size).await?;
         Ok(files.iter().map(metadata).collect())
     }
 

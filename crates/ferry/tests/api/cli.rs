@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::process::{Output, Stdio};
 
+use futures_util::StreamExt;
 use serde_json::Value;
 
 use crate::harness::*;
@@ -252,6 +253,48 @@ async fn ls_info_and_rm_show_and_delete_files() {
     client.metadata("listed.csv").await.assert_error(404, "file_not_found");
     let totals = cli(&server, work.path(), &["info", "--json"]).output().unwrap();
     assert_eq!(serde_json::from_slice::<Value>(&totals.stdout).unwrap()["num_files"], 0);
+}
+
+/// `ferry ls` walks the cursor pages: newest first, as many as asked for,
+/// past the 1,000 one page holds.
+#[tokio::test]
+async fn ls_walks_the_pages_newest_first() {
+    let server = Server::start();
+    let client = server.client();
+    let upload = |i: usize| {
+        let client = client.clone();
+        let file_type = if i.is_multiple_of(500) { "text/csv" } else { "text/plain" };
+        async move { client.simple_upload(&format!("f{i:04}"), vec![b'x'], Some(file_type)).await.assert_ok() }
+    };
+    // The first thousand in any order, the last three in turn (the newest).
+    futures_util::stream::iter((0..1000).map(upload)).buffer_unordered(8).collect::<Vec<_>>().await;
+    for i in 1000..1003 {
+        upload(i).await;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let ls = |args: &[&str]| {
+        let output = cli(&server, work.path(), &[&["ls"], args].concat()).output().unwrap();
+        succeeded(&output);
+        let stdout = String::from_utf8_lossy(&output.stdout).lines().map(str::to_owned).collect::<Vec<_>>();
+        (stdout, String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+    let newest = |lines: &[String]| lines.iter().map(|l| l.split(' ').next().unwrap().to_owned()).collect::<Vec<_>>();
+
+    let (lines, hint) = ls(&["--limit", "2"]);
+    assert_eq!(newest(&lines[1..]), ["f1002", "f1001"]);
+    assert!(hint.contains("--all"), "{hint}");
+    let (lines, hint) = ls(&[]);
+    assert_eq!((lines.len(), lines[1].starts_with("f1002")), (1 + 100, true));
+    assert!(hint.contains("--limit"), "{hint}");
+    let (lines, hint) = ls(&["--all", "--json"]);
+    let files: Vec<Value> = lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(files.len(), 1003, "one JSON object a line, every file");
+    let indexes: Vec<u64> = files.iter().map(|f| f["file_index"].as_u64().unwrap()).collect();
+    assert!(indexes.windows(2).all(|w| w[0] > w[1]), "newest first");
+    assert!(hint.is_empty(), "{hint}");
+    let (lines, _) = ls(&["--type", "text/csv", "--limit", "1001"]);
+    let csv = newest(&lines[1..]);
+    assert!(csv.len() == 3 && csv[0] == "f1000" && csv.contains(&"f0500".into()), "{csv:?}");
 }
 
 #[test]

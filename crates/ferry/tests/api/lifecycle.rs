@@ -22,7 +22,8 @@ async fn of_two_uploads_of_one_name_completing_at_once_the_later_one_holds_it() 
         let (ra, rb) = (ra.unwrap().assert_ok(), rb.unwrap().assert_ok());
         let holder = client.metadata(&name).await.assert_ok();
         let listing = client.get("/v0.5/files/metadata").await.assert_ok();
-        let named: Vec<_> = listing.as_array().unwrap().iter().filter(|f| f["file_id"] == name.as_str()).collect();
+        let named: Vec<_> =
+            listing["data"].as_array().unwrap().iter().filter(|f| f["file_id"] == name.as_str()).collect();
         assert_eq!(named.len(), 1, "round {round}: {listing}");
         // The later registration (the higher file_index) holds the name.
         assert_eq!(holder["file_index"], 2 * round + 1, "round {round}");

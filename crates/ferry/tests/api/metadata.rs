@@ -112,8 +112,12 @@ async fn a_failed_extraction_leaves_the_file_whole_and_usable() {
     assert_eq!(client.download("broken.png").await.body, broken);
 }
 
+fn names_of(files: &Value) -> Vec<String> {
+    files.as_array().unwrap().iter().map(|f| f["file_id"].as_str().unwrap().to_owned()).collect()
+}
+
 #[tokio::test]
-async fn the_listing_is_ordered_filtered_and_sharded() {
+async fn shards_list_by_file_index_as_the_older_clients_ask() {
     let server = Server::start();
     let client = server.client();
     for i in 0..7 {
@@ -122,11 +126,9 @@ async fn the_listing_is_ordered_filtered_and_sharded() {
         client.simple_upload(&name, format!("{i}\n").into_bytes(), Some(file_type)).await.assert_ok();
     }
     client.delete("f2.csv").await.assert_ok();
-    let names = |reply: Reply| -> Vec<String> {
-        reply.assert_ok().as_array().unwrap().iter().map(|f| f["file_id"].as_str().unwrap().to_owned()).collect()
-    };
+    let names = |reply: Reply| names_of(&reply.assert_ok());
     assert_eq!(
-        names(client.get("/v0.5/files/metadata").await),
+        names(client.get("/v0.5/files/metadata?shard_index=-1").await),
         ["f0.csv", "f1.txt", "f3.txt", "f4.csv", "f5.txt", "f6.csv"]
     );
     assert_eq!(
@@ -142,19 +144,15 @@ async fn the_listing_is_ordered_filtered_and_sharded() {
         names(client.get("/v0.5/files/metadata?shard_index=-1&max_items_per_shard=-1").await),
         ["f0.csv", "f1.txt", "f3.txt", "f4.csv", "f5.txt", "f6.csv"]
     );
-    assert_eq!(names(client.get("/v0.5/files/metadata?file_type=text/csv").await), ["f0.csv", "f4.csv", "f6.csv"]);
+    assert_eq!(
+        names(client.get("/v0.5/files/metadata?max_items_per_shard=-1&file_type=text/csv").await),
+        ["f0.csv", "f4.csv", "f6.csv"]
+    );
     assert!(names(client.get("/v0.5/files/metadata?shard_index=9").await).is_empty());
     // Found by schemathesis: a shard number whose offset overflows.
     assert!(names(client.get("/v0.5/files/metadata?shard_index=9223372036854775807").await).is_empty());
-    let indexes: Vec<u64> = client
-        .get("/v0.5/files/metadata")
-        .await
-        .json()
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["file_index"].as_u64().unwrap())
-        .collect();
+    let shard = client.get("/v0.5/files/metadata?shard_index=0").await.json();
+    let indexes: Vec<u64> = shard.as_array().unwrap().iter().map(|f| f["file_index"].as_u64().unwrap()).collect();
     assert!(indexes.windows(2).all(|w| w[0] < w[1]), "{indexes:?}");
 
     for bad in [
@@ -167,7 +165,113 @@ async fn the_listing_is_ordered_filtered_and_sharded() {
         client.get(&format!("/v0.5/files/metadata?{bad}")).await.assert_error(400, "invalid_parameter");
     }
     // Another org sees none of it.
-    assert!(names(server.new_org("other").get("/v0.5/files/metadata").await).is_empty());
+    assert!(names(server.new_org("other").get("/v0.5/files/metadata?shard_index=-1").await).is_empty());
+}
+
+/// A page of the listing, and its four fields.
+async fn page(client: &Client, query: &str) -> (Vec<String>, bool, Option<String>, Option<String>) {
+    let page = client.get(&format!("/v0.5/files/metadata{query}")).await.assert_ok();
+    let cursor = |field: &str| page[field].as_str().map(str::to_owned);
+    (names_of(&page["data"]), page["has_more"].as_bool().unwrap(), cursor("next_cursor"), cursor("prev_cursor"))
+}
+
+#[tokio::test]
+async fn pages_run_newest_first_and_step_back_with_their_cursors() {
+    let server = Server::start();
+    let client = server.client();
+    for i in 0..7 {
+        let (name, file_type) =
+            if i % 3 == 0 { (format!("f{i}.csv"), "text/csv") } else { (format!("f{i}.txt"), "text/plain") };
+        client.simple_upload(&name, format!("{i}\n").into_bytes(), Some(file_type)).await.assert_ok();
+    }
+    let (first, more, next, prev) = page(&client, "?limit=3").await;
+    assert_eq!((first, more, prev), (vec!["f6.csv".into(), "f5.txt".into(), "f4.txt".into()], true, None));
+    let (second, more, next, prev) = page(&client, &format!("?limit=3&after={}", next.unwrap())).await;
+    assert_eq!((second.clone(), more), (vec!["f3.csv".into(), "f2.txt".into(), "f1.txt".into()], true));
+    let back = page(&client, &format!("?limit=3&before={}", prev.unwrap())).await;
+    assert_eq!((back.0, back.1, back.3), (vec!["f6.csv".into(), "f5.txt".into(), "f4.txt".into()], false, None));
+    let (last, more, end, prev) = page(&client, &format!("?limit=3&after={}", next.unwrap())).await;
+    assert_eq!((last, more, end), (vec!["f0.csv".into()], false, None));
+    assert_eq!(page(&client, &format!("?limit=3&before={}", prev.unwrap())).await.0, second);
+    // The default page holds 100; the filter is by exact type.
+    assert_eq!(page(&client, "").await.0.len(), 7);
+    let (csv, more, ..) = page(&client, "?file_type=text/csv").await;
+    assert_eq!((csv, more), (vec!["f6.csv".into(), "f3.csv".into(), "f0.csv".into()], false));
+    // Another org's list is empty, and this org's cursors mean nothing there.
+    let other = server.new_org("other");
+    let (_, _, next, _) = page(&client, "?limit=1").await;
+    assert!(page(&other, "").await.0.is_empty());
+    let foreign = other.get(&format!("/v0.5/files/metadata?after={}", next.unwrap())).await;
+    foreign.assert_error(400, "invalid_parameter");
+    assert!(
+        foreign.json()["errors"][0]["message"].as_str().unwrap().contains("another organization"),
+        "{}",
+        foreign.json()
+    );
+}
+
+#[tokio::test]
+async fn a_bad_page_query_is_refused_with_a_way_forward() {
+    let server = Server::start();
+    let client = server.client();
+    client.simple_upload("a.csv", b"x\n".to_vec(), None).await.assert_ok();
+    for bad in ["limit=0", "limit=1001", "limit=x", "after=nonsense", "before=AAAA", "after=", "after=%00"] {
+        let reply = client.get(&format!("/v0.5/files/metadata?{bad}")).await;
+        reply.assert_error(400, "invalid_parameter");
+        assert!(!reply.json()["errors"][0]["suggestion"].as_str().unwrap_or_default().is_empty(), "{bad}: {reply:?}");
+    }
+    // Both ways at once cannot be served.
+    client.simple_upload("b.csv", b"x\n".to_vec(), None).await.assert_ok();
+    let (_, _, next, _) = page(&client, "?limit=1").await;
+    let next = next.unwrap();
+    client
+        .get(&format!("/v0.5/files/metadata?after={next}&before={next}"))
+        .await
+        .assert_error(400, "invalid_parameter");
+}
+
+/// A walk with `after` while files are added and deleted around it: every
+/// file that existed throughout is visited exactly once.
+#[tokio::test]
+async fn a_walk_visits_every_file_that_stayed_once_while_others_come_and_go() {
+    let server = Server::start();
+    let client = server.client();
+    for i in 0..40 {
+        client.simple_upload(&format!("stays-{i:02}.txt"), vec![b'x'], None).await.assert_ok();
+        if i % 4 == 0 {
+            client.simple_upload(&format!("goes-{i:02}.txt"), vec![b'y'], None).await.assert_ok();
+        }
+    }
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    let mut step = 0;
+    loop {
+        let query = match &after {
+            None => "?limit=7".to_owned(),
+            Some(cursor) => format!("?limit=7&after={cursor}"),
+        };
+        let (names, more, next, _) = page(&client, &query).await;
+        seen.extend(names);
+        // Between pages: a new file (newer than the walk's start, so not in
+        // it) and a deleted one (some not reached yet).
+        step += 1;
+        client.simple_upload(&format!("new-{step}.txt"), vec![b'z'], None).await.assert_ok();
+        if step * 4 < 40 {
+            client.delete(&format!("goes-{:02}.txt", step * 4)).await.assert_ok();
+        }
+        if !more {
+            break;
+        }
+        after = next;
+    }
+    let stayed: Vec<String> = seen.iter().filter(|n| n.starts_with("stays-")).cloned().collect();
+    let expected: Vec<String> = (0..40).rev().map(|i| format!("stays-{i:02}.txt")).collect();
+    assert_eq!(stayed, expected, "every file that stayed, newest first, each once");
+    assert!(seen.iter().all(|n| !n.starts_with("new-")), "a file newer than the walk's start: {seen:?}");
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), seen.len(), "a file twice: {seen:?}");
 }
 
 #[tokio::test]
