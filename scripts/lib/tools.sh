@@ -15,6 +15,19 @@ install_python_tools() {
   "$venv/bin/pip" install -q "openapi-spec-validator==0.9.0" "schemathesis==4.32.*" "boto3==1.*"
 }
 
+# The official Archetype Python client of today, in a venv of its own (its
+# pins are not schemathesis's), for the API suite's clients.rs. Sets
+# $archetypeai_python.
+archetypeai_version=26.10.14.0
+install_archetypeai_client() {
+  local venv="$1/archetypeai-$archetypeai_version-venv"
+  archetypeai_python="$venv/bin/python"
+  "$archetypeai_python" -c "import archetypeai" 2>/dev/null && return
+  echo "scripts: installing archetypeai==$archetypeai_version into $venv" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q "archetypeai==$archetypeai_version"
+}
+
 # cargo-fuzz and the nightly toolchain it builds with (pinned, so a new
 # nightly cannot break the build). Puts cargo-fuzz on PATH; sets $fuzz_toolchain.
 fuzz_toolchain=nightly-2026-05-19
