@@ -29,9 +29,12 @@ pub struct Settings {
     /// Where the database, the server secret and the bytes live.
     #[arg(long, env = "FERRY_DATA_DIR", default_value_os_t = Settings::default().data_dir)]
     pub data_dir: PathBuf,
-    /// The base of presigned part URLs as clients reach this server [default: http://LISTEN].
+    /// The base of presigned part URLs, always [default: the scheme and host each client used].
     #[arg(long, env = "FERRY_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// Reverse proxies whose X-Forwarded-Proto/-Host and Forwarded headers say how clients reach ferry (CIDRs, comma-separated).
+    #[arg(long = "trusted-proxy", env = "FERRY_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// The metadata database, postgres://… or sqlite://PATH [default: ferry.db in the data dir].
     #[arg(long, env = "FERRY_DATABASE_URL")]
     pub database_url: Option<String>,
@@ -133,6 +136,7 @@ impl Default for Settings {
             listen: "127.0.0.1:8080".into(),
             data_dir: "./ferry-data".into(),
             public_url: None,
+            trusted_proxies: Vec::new(),
             database_url: None,
             storage: StorageSettings::default(),
             url_ttl: secs(3600),

@@ -176,6 +176,10 @@ impl Server {
             UploadPolicy::new(settings.max_upload_size, settings.part_size, settings.allowed_file_types.clone())
                 .map_err(|e| StartupError::Setting(e.to_string()))?;
 
+        // The port first: a start that cannot bind must leave nothing
+        // made (above all not the first org and a key no one was shown).
+        let listener =
+            TcpListener::bind(&settings.listen).await.map_err(io(format!("listening on {}", settings.listen)))?;
         let data_dir = &settings.data_dir;
         fs::create_dir_all(data_dir).map_err(io(format!("creating {}", data_dir.display())))?;
         let meta = open_metadata(data_dir, settings.database_url.as_deref()).await?;
@@ -184,16 +188,12 @@ impl Server {
 
         let generated_key = bootstrap(meta.as_ref(), settings.bootstrap_key.as_deref()).await?;
 
-        let listener =
-            TcpListener::bind(&settings.listen).await.map_err(io(format!("listening on {}", settings.listen)))?;
-        let address = listener.local_addr().map_err(io("reading the bound address"))?;
-        let public_url = settings.public_url.clone().unwrap_or_else(|| format!("http://{address}"));
         let storage = match opened {
             OpenedStore::Local(disk) => Storage::Local(LocalParts {
                 disk,
                 signer: PartUrlSigner::new(&secret),
                 token_key: PartTokenKey::new(&secret),
-                public_url: public_url.trim_end_matches('/').to_owned(),
+                public_url: settings.public_url.as_deref().map(|url| url.trim_end_matches('/').to_owned()),
             }),
             OpenedStore::S3(s3) => Storage::S3(s3),
         };

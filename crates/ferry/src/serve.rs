@@ -34,12 +34,24 @@ async fn shutdown_signal() {
 pub async fn run(args: ServeArgs, matches: &clap::ArgMatches) -> anyhow::Result<()> {
     init_logging()?;
     let settings = Settings::resolve(&args.settings, matches, args.config.as_deref()).map_err(anyhow::Error::msg)?;
-    let data_dir = settings.data_dir.clone();
+    let (data_dir, public_url) = (settings.data_dir.clone(), settings.public_url.clone());
     let server = Server::start(settings).await?;
     let address = server.listener.local_addr()?;
     if let Some(key) = &server.generated_key {
         println!("Created the org `default`. Its API key, shown only this once:");
         println!("  {key}");
+    }
+    match &public_url {
+        Some(url) => tracing::info!(%url, "part URLs start with the public URL"),
+        None if address.ip().is_unspecified() => tracing::warn!(
+            %address,
+            "listening on every address without --public-url: part URLs use the host each client asked for \
+             (behind a proxy, set --trusted-proxy or --public-url)"
+        ),
+        None => tracing::info!("part URLs use the host each client asked for (no --public-url)"),
+    }
+    if let Some(url) = &public_url {
+        println!("part URLs start with {url}");
     }
     println!("ferry listening on http://{address} (data in {})", data_dir.display());
     tracing::info!(%address, data_dir = %data_dir.display(), "listening");

@@ -22,6 +22,7 @@ mod files;
 mod limits;
 pub mod log;
 pub mod openapi;
+mod origin;
 mod parts;
 pub mod request;
 mod schemas;

@@ -13,6 +13,7 @@ use ferry_api::{ErrorResponse, paths};
 use serde::de::IgnoredAny;
 
 use super::error::ApiError;
+use super::origin::ClientOrigin;
 use super::request::{JsonBody, Org, UploadPath, check_list_len};
 use crate::service::Service;
 use crate::service::uploads::InitiateUpload;
@@ -26,6 +27,7 @@ type Api<T> = Result<Json<T>, ApiError>;
 pub async fn initiate(
     State(service): State<Arc<Service>>,
     Org(org): Org,
+    ClientOrigin(origin): ClientOrigin,
     JsonBody(request): JsonBody<InitiateUploadRequest>,
 ) -> Api<InitiateUploadResponse> {
     let request = InitiateUpload {
@@ -34,7 +36,7 @@ pub async fn initiate(
         num_bytes: request.num_bytes,
         resume_if_started: request.resume_if_started,
     };
-    Ok(Json(service.initiate(&org, request).await?))
+    Ok(Json(service.initiate(&org, request, &origin).await?))
 }
 
 #[utoipa::path(post, path = paths::PART_URLS, tag = "uploads",
@@ -46,10 +48,11 @@ pub async fn part_urls(
     State(service): State<Arc<Service>>,
     Org(org): Org,
     UploadPath(upload_id): UploadPath,
+    ClientOrigin(origin): ClientOrigin,
     JsonBody(request): JsonBody<PartUrlsRequest>,
 ) -> Api<PartUrlsResponse> {
     check_list_len("part_numbers", request.part_numbers.len())?;
-    let parts = service.part_urls(&org, &upload_id, &request.part_numbers).await?;
+    let parts = service.part_urls(&org, &upload_id, &request.part_numbers, &origin).await?;
     Ok(Json(PartUrlsResponse { parts }))
 }
 

@@ -32,8 +32,9 @@ pub struct LocalParts {
     pub disk: Arc<LocalDisk>,
     pub signer: PartUrlSigner,
     pub token_key: PartTokenKey,
-    /// The base of part URLs, without a trailing `/`.
-    pub public_url: String,
+    /// The base of part URLs, without a trailing `/`, if `--public-url`
+    /// fixes one; else each request's own origin.
+    pub public_url: Option<String>,
 }
 
 /// The upload as the blob store knows it.
@@ -68,13 +69,14 @@ impl Storage {
         }
     }
 
-    /// Where to PUT a part until `expires` (Unix seconds).
-    pub fn part_url(&self, upload: &UploadRecord, range: PartRange, expires: u64) -> String {
+    /// Where to PUT a part until `expires` (Unix seconds), for a client
+    /// that reached ferry at `origin`.
+    pub fn part_url(&self, upload: &UploadRecord, range: PartRange, expires: u64, origin: &str) -> String {
         match self {
             Self::Local(local) => {
                 let query = local.signer.sign(&upload.upload_id, range.part_number, expires);
-                let (base, id, n, query) =
-                    (&local.public_url, upload.upload_id, range.part_number, query.to_query_string());
+                let base = local.public_url.as_deref().unwrap_or(origin);
+                let (id, n, query) = (upload.upload_id, range.part_number, query.to_query_string());
                 format!("{base}/parts/{id}/{n}?{query}")
             }
             // A part number within the plan always has one.

@@ -47,10 +47,10 @@ fn claims_from_entries(entries: &[PartTokenEntry]) -> (Vec<TokenClaim>, Vec<i64>
 }
 
 impl Service {
-    fn descriptor(&self, upload: &UploadRecord, range: PartRange, expires: u64) -> PartDescriptor {
+    fn descriptor(&self, upload: &UploadRecord, range: PartRange, expires: u64, origin: &str) -> PartDescriptor {
         PartDescriptor {
             part_number: range.part_number,
-            url: self.storage.part_url(upload, range, expires),
+            url: self.storage.part_url(upload, range, expires, origin),
             offset: range.offset,
             length: range.length,
             expires_at: rfc3339(expires),
@@ -107,7 +107,14 @@ impl Service {
         Ok(upload)
     }
 
-    pub async fn initiate(&self, org_id: &OrgId, request: InitiateUpload) -> Result<InitiateUploadResponse> {
+    /// Starts (or resumes) an upload. `origin` is how the client reached
+    /// ferry (`scheme://host[:port]`), for part URLs without a public URL.
+    pub async fn initiate(
+        &self,
+        org_id: &OrgId,
+        request: InitiateUpload,
+        origin: &str,
+    ) -> Result<InitiateUploadResponse> {
         let size = u64::try_from(request.num_bytes).unwrap_or(0);
         let plan = self.policy.plan(&request.file_name, &request.file_type, size).map_err(|problems| {
             ServiceError::BadRequest(
@@ -136,7 +143,7 @@ impl Service {
                     num_bytes: upload.num_bytes,
                 });
             }
-            match self.resume(upload, now).await {
+            match self.resume(upload, now, origin).await {
                 // An interrupted complete was committed just now: the upload
                 // is a file, and this request starts a new one.
                 Err(ServiceError::UploadCompleted(_)) => {}
@@ -183,12 +190,12 @@ impl Service {
             return Err(e.into());
         }
         let expires = self.url_expiry_now();
-        let parts = plan.parts().map(|range| self.descriptor(&upload, range, expires)).collect();
+        let parts = plan.parts().map(|range| self.descriptor(&upload, range, expires, origin)).collect();
         Ok(self.initiate_response(&upload, false, parts))
     }
 
     /// Returns the parts of `upload` that no valid checkpoint covers.
-    async fn resume(&self, upload: UploadRecord, now: i64) -> Result<InitiateUploadResponse> {
+    async fn resume(&self, upload: UploadRecord, now: i64, origin: &str) -> Result<InitiateUploadResponse> {
         let recorded = self.recorded_parts(&upload).await?;
         let done: BTreeSet<u32> = self
             .meta
@@ -204,7 +211,7 @@ impl Service {
             .plan()
             .parts()
             .filter(|range| !done.contains(&range.part_number))
-            .map(|range| self.descriptor(&upload, range, expires))
+            .map(|range| self.descriptor(&upload, range, expires, origin))
             .collect();
         Ok(self.initiate_response(&upload, true, parts))
     }
@@ -216,6 +223,7 @@ impl Service {
         org_id: &OrgId,
         upload_id: &UploadId,
         part_numbers: &[i64],
+        origin: &str,
     ) -> Result<Vec<PartDescriptor>> {
         let upload = self.usable_upload(org_id, upload_id).await?;
         let plan = upload.plan();
@@ -234,7 +242,7 @@ impl Service {
         let expires = self.url_expiry_now();
         Ok(part_numbers
             .iter()
-            .map(|&n| self.descriptor(&upload, plan.part(n as u32).expect("checked above"), expires))
+            .map(|&n| self.descriptor(&upload, plan.part(n as u32).expect("checked above"), expires, origin))
             .collect())
     }
 

@@ -12,6 +12,7 @@ mod clients;
 mod complete;
 mod connections;
 mod crashes;
+mod deployment;
 mod disk_full;
 mod download;
 mod errors;

@@ -1,0 +1,105 @@
+//! How the client reached ferry: the scheme and host it sent its request
+//! to, which its part URLs must start with when no `--public-url` is set
+//! (a URL built from the listen address, `http://0.0.0.0:8080/…`, is of no
+//! use to another machine). Forwarding headers are believed only from the
+//! `--trusted-proxy` peers: from anyone else they would let a client steer
+//! the URLs ferry hands out, and a proxy that does not set them would pass
+//! a client's own through.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::header::HOST;
+use axum::http::request::Parts;
+use axum::http::uri::Authority;
+use axum::http::{HeaderMap, HeaderName};
+
+use super::error::ApiError;
+use crate::service::Service;
+
+/// `scheme://host[:port]`, as the client addressed this request.
+pub struct ClientOrigin(pub String);
+
+impl FromRequestParts<Arc<Service>> for ClientOrigin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, service: &Arc<Service>) -> Result<Self, ApiError> {
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_canonical());
+        let trusted = peer.is_some_and(|ip| service.settings.trusted_proxies.iter().any(|net| net.contains(&ip)));
+        let forwarded = if trusted { forwarded(&parts.headers) } else { Forwarded::default() };
+        // HTTP/1.1 names the host in `Host`, HTTP/2 in the URI's authority.
+        let direct =
+            parts.headers.get(HOST).and_then(|v| v.to_str().ok()).or(parts.uri.authority().map(|a| a.as_str()));
+        let scheme = forwarded.proto.unwrap_or_else(|| "http".into()).to_ascii_lowercase();
+        let host = forwarded.host.as_deref().or(direct).unwrap_or_default();
+        let bad = |what: &str| ApiError::invalid_parameter(format!("{what}: part URLs cannot be made from it"));
+        if scheme != "http" && scheme != "https" {
+            return Err(bad(&format!("the forwarded scheme `{scheme}` is neither http nor https")));
+        }
+        match host.parse::<Authority>() {
+            Ok(authority) if !host.contains('@') => Ok(Self(format!("{scheme}://{authority}"))),
+            _ if host.is_empty() => Err(bad("the request names no host (no `Host` header)")),
+            _ => Err(bad(&format!("the host `{}` is not a host[:port]", host.escape_debug()))),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Forwarded {
+    proto: Option<String>,
+    host: Option<String>,
+}
+
+/// What the nearest trusted proxy says: RFC 7239 `Forwarded` if present
+/// (its first element, added by the proxy the client talked to), else
+/// `X-Forwarded-Proto` and `X-Forwarded-Host` (their first values).
+fn forwarded(headers: &HeaderMap) -> Forwarded {
+    let first = |name: &str| {
+        let value = headers.get(HeaderName::from_bytes(name.as_bytes()).ok()?)?.to_str().ok()?;
+        Some(value.split(',').next()?.trim().to_owned()).filter(|v| !v.is_empty())
+    };
+    if let Some(element) = first("forwarded") {
+        let mut found = Forwarded::default();
+        for pair in element.split(';') {
+            let Some((key, value)) = pair.split_once('=') else { continue };
+            let value = value.trim().trim_matches('"').to_owned();
+            match key.trim().to_ascii_lowercase().as_str() {
+                "proto" => found.proto = Some(value),
+                "host" => found.host = Some(value),
+                _ => {}
+            }
+        }
+        return found;
+    }
+    Forwarded { proto: first("x-forwarded-proto"), host: first("x-forwarded-host") }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        pairs.iter().map(|(k, v)| (HeaderName::from_static(k), HeaderValue::from_static(v))).collect()
+    }
+
+    #[test]
+    fn the_forwarded_header_wins_and_its_first_element_counts() {
+        let found = forwarded(&headers(&[
+            ("forwarded", "for=10.0.0.1;proto=https;host=\"files.example.com\", for=10.0.0.2;host=inner"),
+            ("x-forwarded-host", "other.example.com"),
+        ]));
+        assert_eq!((found.proto.as_deref(), found.host.as_deref()), (Some("https"), Some("files.example.com")));
+    }
+
+    #[test]
+    fn the_x_forwarded_headers_give_their_first_values() {
+        let found =
+            forwarded(&headers(&[("x-forwarded-proto", "https, http"), ("x-forwarded-host", "a.example:8443")]));
+        assert_eq!((found.proto.as_deref(), found.host.as_deref()), (Some("https"), Some("a.example:8443")));
+        let none = forwarded(&headers(&[]));
+        assert!(none.proto.is_none() && none.host.is_none());
+    }
+}
