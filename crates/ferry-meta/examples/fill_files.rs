@@ -49,6 +49,8 @@ fn statements(org_sql: &str, n: i64, pad: &str, name: &str) -> (String, String) 
 
 fn fill_sqlite(path: &str, org: &str, n: i64) -> OrgId {
     let conn = rusqlite::Connection::open(path).expect("open the SQLite database");
+    // The server runs beside it; its janitor may hold the write lock a moment.
+    conn.busy_timeout(std::time::Duration::from_secs(30)).expect("busy timeout");
     let org_id: String =
         conn.query_row("SELECT org_id FROM orgs WHERE name = ?1", [org], |r| r.get(0)).expect("the org exists");
     let quoted = format!("'{org_id}'");

@@ -31,6 +31,12 @@ pub enum StartupError {
     Io { context: String, source: std::io::Error },
     #[error("metadata store: {0}")]
     Meta(#[from] ferry_meta::MetaError),
+    #[error(
+        "no ferry database in {} (looked for {}): give the --data-dir (or --database-url) of a server, \
+         or start `ferry serve --data-dir {}` once to make one",
+        data_dir.display(), path.display(), data_dir.display()
+    )]
+    NoDatabase { data_dir: PathBuf, path: PathBuf },
 }
 
 fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartupError {
@@ -100,12 +106,23 @@ pub fn open_blob_store(
 const DATABASE_FILE: &str = "ferry.db";
 const SECRET_FILE: &str = "server-secret";
 
+/// Whether opening the metadata store may create a SQLite database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missing {
+    /// `serve`: a first start makes the database.
+    Create,
+    /// The admin commands: a database that is not there is a wrong
+    /// `--data-dir`, and an empty one made there would hide the mistake.
+    Refuse,
+}
+
 /// Opens the metadata store the settings name: SQLite in the data dir by
 /// default, `sqlite://PATH`, or `postgres://…`. Shared by `serve` and the
 /// admin commands, so both always see the same database.
 pub async fn open_metadata(
     data_dir: &Path,
     database_url: Option<&str>,
+    missing: Missing,
 ) -> Result<Arc<dyn MetadataStore>, StartupError> {
     let path = match database_url {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
@@ -121,6 +138,9 @@ pub async fn open_metadata(
             }
         },
     };
+    if missing == Missing::Refuse && !path.exists() {
+        return Err(StartupError::NoDatabase { data_dir: data_dir.to_owned(), path });
+    }
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::create_dir_all(parent).map_err(io(format!("creating {}", parent.display())))?;
     }
@@ -182,7 +202,7 @@ impl Server {
             TcpListener::bind(&settings.listen).await.map_err(io(format!("listening on {}", settings.listen)))?;
         let data_dir = &settings.data_dir;
         fs::create_dir_all(data_dir).map_err(io(format!("creating {}", data_dir.display())))?;
-        let meta = open_metadata(data_dir, settings.database_url.as_deref()).await?;
+        let meta = open_metadata(data_dir, settings.database_url.as_deref(), Missing::Create).await?;
         let secret = load_or_create_secret(data_dir)?;
         let opened = open_blob_store(data_dir, &settings.storage, settings.url_ttl.get())?;
 

@@ -6,7 +6,7 @@ use anyhow::{Context, bail};
 use ferry_core::ids::KeyId;
 use ferry_server::service::admin::Admin;
 use ferry_server::settings::Settings;
-use ferry_server::startup::{open_blob_store, open_metadata};
+use ferry_server::startup::{Missing, open_blob_store, open_metadata};
 
 use crate::cli::{AdminArgs, AdminCommand, KeyCommand, OrgCommand};
 
@@ -17,7 +17,7 @@ fn when(unix_secs: i64) -> String {
 
 pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
     let data_dir = args.data_dir.unwrap_or_else(|| Settings::default().data_dir);
-    let admin = Admin::new(open_metadata(&data_dir, args.database_url.as_deref()).await?);
+    let admin = Admin::new(open_metadata(&data_dir, args.database_url.as_deref(), Missing::Refuse).await?);
     match args.command {
         AdminCommand::Org(OrgCommand::Create { name }) => {
             println!("{}", admin.create_org(&name).await?.org_id);

@@ -129,3 +129,21 @@ fn a_start_that_cannot_bind_makes_no_org_and_no_key() {
     let shown = server.stdout().join("\n");
     assert!(shown.contains("Its API key, shown only this once") && shown.contains("fry_"), "{shown}");
 }
+
+/// `ferry admin` pointed at a dir without a database (a wrong --data-dir)
+/// says where it looked and makes nothing there.
+#[test]
+fn admin_on_a_dir_without_a_database_says_where_it_looked_and_makes_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = ferry()
+        .args(["admin", "--data-dir"])
+        .arg(dir.path())
+        .args(["org", "create", "research"])
+        .env_remove("FERRY_DATABASE_URL")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no ferry database") && stderr.contains(&dir.path().display().to_string()), "{stderr}");
+    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "admin made something in the dir");
+}
