@@ -130,7 +130,9 @@ def everything_else():
     first = files.get_metadata(limit=10)
     second = files.get_metadata(limit=10, after=first["next_cursor"])
     back = files.get_metadata(limit=10, before=second["prev_cursor"])
-    assert back["data"] == first["data"], (back, first)
+    # The same files (their records may have moved on: ingestion runs meanwhile).
+    uids = lambda page: [f["file_uid"] for f in page["data"]]
+    assert uids(back) == uids(first), (back, first)
     assert [f["file_id"] for f in second["data"]] == walked[10:20]
 
     info = files.get_info()
