@@ -25,7 +25,7 @@ use crate::engine::{Dialect, Engine, FlowFn, Row, Tx, Value};
 use crate::{MetaError, Result};
 
 const MIGRATIONS: &[&str] =
-    &[include_str!("migrations.sql"), include_str!("migration-2.sql"), include_str!("migration-3.sql")];
+    &[include_str!("migrations.sql"), include_str!("migration-2.sql"), include_str!("../migrations/org-totals.sql")];
 const READERS: usize = 4;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -5,18 +5,20 @@ use serde_json::{Value, json};
 
 use crate::harness::*;
 
-/// Initiates a 2-part upload with extra headers; its part URLs.
-async fn urls_for(server: &Server, headers: &[(&str, &str)]) -> Vec<String> {
+/// A POST of `body` to an API route with extra headers (`Host` among them).
+async fn post_with(server: &Server, path: &str, headers: &[(&str, &str)], body: Value) -> Reply {
     let client = server.client();
-    let mut request = client
-        .http
-        .post(format!("{}/v0.5/files/uploads/initiate", client.url))
-        .bearer_auth(&client.key)
-        .json(&json!({"filename": "where.bin", "file_type": "application/octet-stream", "num_bytes": 2 * PART}));
+    let mut request = client.http.post(format!("{}{path}", client.url)).bearer_auth(&client.key).json(&body);
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
-    let reply = reply(request.send().await.unwrap()).await.assert_ok();
+    reply(request.send().await.unwrap()).await
+}
+
+/// Initiates a 2-part upload with extra headers; its part URLs.
+async fn urls_for(server: &Server, headers: &[(&str, &str)]) -> Vec<String> {
+    let body = json!({"filename": "where.bin", "file_type": "application/octet-stream", "num_bytes": 2 * PART});
+    let reply = post_with(server, "/v0.5/files/uploads/initiate", headers, body).await.assert_ok();
     reply["parts"].as_array().unwrap().iter().map(|p| p["url"].as_str().unwrap().to_owned()).collect()
 }
 
@@ -45,25 +47,13 @@ async fn part_urls_use_the_host_the_client_asked_for() {
     assert!(urls.iter().all(|u| !u.contains("evil")), "{urls:?}");
     // Part URLs asked for later follow the asking request too.
     let upload = server.client().start_upload("later.bin", PART).await;
-    let later = reply(
-        server
-            .client()
-            .http
-            .post(format!("{}/v0.5/files/uploads/{}/parts/urls", server.url, upload.id()))
-            .bearer_auth(&server.client().key)
-            .header("host", "other.example.test")
-            .json(&json!({"part_numbers": [0]}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
-    .assert_ok();
+    let path = format!("/v0.5/files/uploads/{}/parts/urls", upload.id());
+    let later = post_with(&server, &path, &[("host", "other.example.test")], json!({"part_numbers": [0]})).await;
+    let later = later.assert_ok();
     assert!(later["parts"][0]["url"].as_str().unwrap().starts_with("http://other.example.test/parts/"), "{later}");
     // A host that is not one is refused in the envelope.
-    let bad = server.client().http.post(format!("{}/v0.5/files/uploads/initiate", server.url));
-    let bad = bad.bearer_auth(&server.client().key).header("host", "a b").json(&json!({})).send().await.unwrap();
-    reply(bad).await.assert_error(400, "invalid_parameter");
+    let bad = post_with(&server, "/v0.5/files/uploads/initiate", &[("host", "a b")], json!({})).await;
+    bad.assert_error(400, "invalid_parameter");
 }
 
 #[tokio::test]
@@ -80,10 +70,9 @@ async fn behind_a_trusted_proxy_part_urls_say_what_the_proxy_forwarded() {
         urls_for(&server, &[("forwarded", "for=192.0.2.1;proto=https;host=\"f.example:8443\", for=10.1.1.1")]).await;
     assert!(all_start_with(&urls, "https://f.example:8443"), "{urls:?}");
     // A scheme that is not http(s) is refused, never put into a URL.
-    let bad = server.client().http.post(format!("{}/v0.5/files/uploads/initiate", server.url));
     let body = json!({"filename": "x.bin", "file_type": "application/octet-stream", "num_bytes": 1});
-    let bad = bad.bearer_auth(&server.client().key).header("x-forwarded-proto", "javascript").json(&body);
-    reply(bad.send().await.unwrap()).await.assert_error(400, "invalid_parameter");
+    let bad = post_with(&server, "/v0.5/files/uploads/initiate", &[("x-forwarded-proto", "javascript")], body).await;
+    bad.assert_error(400, "invalid_parameter");
     // And the URL a proxy would pass on still takes the part.
     let client = server.client();
     let upload = client.start_upload("through.bin", PART).await;

@@ -1,7 +1,8 @@
--- Version 2, as SQLite's version 3: an org's totals kept as counters by
--- the transactions that register, delete and ingest files (GET /files/info
--- and the quota read them instead of scanning the org's files), and an
--- index for listing pages of one file type.
+-- SQLite's version 3 and PostgreSQL's version 2, one text for both (BIGINT
+-- is an integer column to SQLite): an org's totals kept as counters by the
+-- transactions that register, delete and ingest files (GET /files/info and
+-- the quota read them instead of scanning the org's files), and an index for
+-- listing pages of one file type.
 ALTER TABLE orgs ADD COLUMN num_files BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE orgs ADD COLUMN num_bytes BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE orgs ADD COLUMN num_ingested BIGINT NOT NULL DEFAULT 0;
