@@ -122,6 +122,12 @@ impl LocalDisk {
         Ok(Self { shared: Arc::new(Shared { staging, files, activity: Mutex::default() }) })
     }
 
+    /// Bytes an unprivileged writer may still put on the files' filesystem.
+    pub fn free_bytes(&self) -> std::io::Result<u64> {
+        let stat = rustix::fs::statvfs(&self.shared.files)?;
+        Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+    }
+
     /// Claims one part for a PUT: refused at once, before a byte is read,
     /// while another PUT of the part is under way or the upload is sealed
     /// by a complete. The claim lasts until the PUT has recorded the part

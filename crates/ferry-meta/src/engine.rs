@@ -193,3 +193,60 @@ impl Row {
         self.text(i)?.parse().map_err(|_| bad(i, std::any::type_name::<T>()))
     }
 }
+
+/// Which kind of engine call an observation is of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Access {
+    Write,
+    Read,
+    Lookup,
+}
+
+impl Access {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Write => "write",
+            Access::Read => "read",
+            Access::Lookup => "lookup",
+        }
+    }
+}
+
+/// Told how long each engine call took, waiting for a connection or the
+/// writer included: that wait is what an operator sees first when the
+/// database is the bottleneck.
+pub type Observer = std::sync::Arc<dyn Fn(Access, std::time::Duration) + Send + Sync>;
+
+/// An engine whose calls are timed; the store above it does not know.
+pub struct Timed<E> {
+    engine: E,
+    observer: Observer,
+}
+
+impl<E> Timed<E> {
+    pub fn new(engine: E, observer: Observer) -> Self {
+        Self { engine, observer }
+    }
+
+    async fn timed<T>(&self, access: Access, call: impl Future<Output = T>) -> T {
+        let started = std::time::Instant::now();
+        let outcome = call.await;
+        (self.observer)(access, started.elapsed());
+        outcome
+    }
+}
+
+#[async_trait]
+impl<E: Engine> Engine for Timed<E> {
+    async fn write<T: Send + 'static>(&self, flow: impl FlowFn<T>) -> Result<T> {
+        self.timed(Access::Write, self.engine.write(flow)).await
+    }
+
+    async fn read<T: Send + 'static>(&self, flow: impl FlowFn<T>) -> Result<T> {
+        self.timed(Access::Read, self.engine.read(flow)).await
+    }
+
+    async fn lookup<T: Send + 'static>(&self, flow: impl FlowFn<T>) -> Result<T> {
+        self.timed(Access::Lookup, self.engine.lookup(flow)).await
+    }
+}

@@ -33,7 +33,7 @@ mod postgres;
 mod sqlite;
 mod store;
 
-pub use engine::Engine;
+pub use engine::{Access, Engine, Observer, Timed};
 pub use postgres::Postgres;
 pub use sqlite::Sqlite;
 pub use store::Store;
@@ -313,8 +313,6 @@ pub trait Uploads: Send + Sync {
         now: UnixSeconds,
         limit: usize,
     ) -> Result<Vec<UploadId>>;
-    /// How many uploads are active (for metrics).
-    async fn count_active_uploads(&self) -> Result<u64>;
 }
 
 /// Registered files, their names, and the extraction of their attributes.
@@ -407,4 +405,16 @@ pub trait Deletions: Send + Sync {
 pub trait MetadataStore: Orgs + Uploads + Files + Deletions {
     /// Whether the store answers at all (for health checks).
     async fn ping(&self) -> Result<()>;
+    /// The work under way and waiting, for metrics.
+    async fn workload(&self, now: UnixSeconds) -> Result<Workload>;
+}
+
+/// What is under way and what the janitor has yet to do, at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Workload {
+    pub active_uploads: u64,
+    /// Blob deletions whose time has come and that no janitor holds.
+    pub deletions_due: u64,
+    /// Files whose attributes wait to be extracted (or whose extractor died).
+    pub files_to_ingest: u64,
 }

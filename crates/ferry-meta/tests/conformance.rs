@@ -11,7 +11,7 @@ use ferry_core::token::PartToken;
 use ferry_core::upload::{RecordedPart, TokenClaim, UploadState};
 use ferry_meta::{
     AbortOutcome, FilePage, ListPosition, MetaError, MetadataStore, NewFile, Postgres, Registration, Sqlite, Store,
-    UploadRecord,
+    UploadRecord, Workload,
 };
 
 struct Backend {
@@ -319,11 +319,15 @@ async fn idle_uploads_expire_into_the_deletion_queue(store: Arc<dyn MetadataStor
         insert(store.as_ref(), u).await;
     }
     store.touch_upload(&busy.upload_id, NOW + 100).await.unwrap();
-    assert_eq!(store.count_active_uploads().await.unwrap(), 2);
+    assert_eq!(store.workload(NOW + 100).await.unwrap().active_uploads, 2);
     let expired = store.expire_idle_uploads(NOW + 50, NOW + 200, 10).await.unwrap();
     assert_eq!(expired, [idle.upload_id]);
     assert_eq!(store.get_upload(&org, &idle.upload_id).await.unwrap().unwrap().state, UploadState::Aborted);
-    assert_eq!(store.count_active_uploads().await.unwrap(), 1);
+    assert_eq!(
+        store.workload(NOW + 200).await.unwrap(),
+        Workload { active_uploads: 1, deletions_due: 1, files_to_ingest: 0 },
+        "the expired upload's storage waits for the janitor"
+    );
     let due = store.claim_blob_deletions(NOW + 200, 60, 10).await.unwrap();
     assert_eq!(
         due.iter().map(|d| d.blob_key.clone()).collect::<Vec<_>>(),

@@ -14,7 +14,7 @@ use ferry_core::presign::{MAX_URL_TTL_SECS, MIN_URL_TTL_SECS, PartUrlSigner};
 use ferry_core::secret::ServerSecret;
 use ferry_core::token::PartTokenKey;
 use ferry_core::upload::UploadPolicy;
-use ferry_meta::{MetadataStore, Postgres, Sqlite, Store};
+use ferry_meta::{Engine, MetadataStore, Observer, Postgres, Sqlite, Store, Timed};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -22,6 +22,7 @@ use tokio_util::task::TaskTracker;
 use crate::http::serve::{ConnectionLimits, serve};
 use crate::service::{Extractor, LocalParts, RateLimiter, Service, Storage, now_secs};
 use crate::settings::{Settings, StorageSettings};
+use crate::telemetry::Metrics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -123,10 +124,11 @@ pub async fn open_metadata(
     data_dir: &Path,
     database_url: Option<&str>,
     missing: Missing,
+    observer: Option<Observer>,
 ) -> Result<Arc<dyn MetadataStore>, StartupError> {
     let path = match database_url {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            return Ok(Arc::new(Store::new(Postgres::connect(url).await?)));
+            return Ok(store(Postgres::connect(url).await?, observer));
         }
         None => data_dir.join(DATABASE_FILE),
         Some(url) => match url.strip_prefix("sqlite://") {
@@ -144,7 +146,15 @@ pub async fn open_metadata(
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::create_dir_all(parent).map_err(io(format!("creating {}", parent.display())))?;
     }
-    Ok(Arc::new(Store::new(Sqlite::open(&path)?)))
+    Ok(store(Sqlite::open(&path)?, observer))
+}
+
+/// The store over `engine`, its calls timed if someone watches them.
+fn store<E: Engine>(engine: E, observer: Option<Observer>) -> Arc<dyn MetadataStore> {
+    match observer {
+        Some(observer) => Arc::new(Store::new(Timed::new(engine, observer))),
+        None => Arc::new(Store::new(engine)),
+    }
 }
 
 /// Reads the server secret, creating it (mode 0600) on first start.
@@ -202,7 +212,9 @@ impl Server {
             TcpListener::bind(&settings.listen).await.map_err(io(format!("listening on {}", settings.listen)))?;
         let data_dir = &settings.data_dir;
         fs::create_dir_all(data_dir).map_err(io(format!("creating {}", data_dir.display())))?;
-        let meta = open_metadata(data_dir, settings.database_url.as_deref(), Missing::Create).await?;
+        let metrics = Arc::new(Metrics::default());
+        let observer = Some(metrics.metadata_observer());
+        let meta = open_metadata(data_dir, settings.database_url.as_deref(), Missing::Create, observer).await?;
         let secret = load_or_create_secret(data_dir)?;
         let opened = open_blob_store(data_dir, &settings.storage, settings.url_ttl.get())?;
 
@@ -221,7 +233,7 @@ impl Server {
         let service = Service {
             rate_limiter: RateLimiter::per_second(settings.rate_limit),
             extractor,
-            metrics: Arc::default(),
+            metrics,
             meta,
             storage,
             policy,

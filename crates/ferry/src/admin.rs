@@ -17,7 +17,7 @@ fn when(unix_secs: i64) -> String {
 
 pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
     let data_dir = args.data_dir.unwrap_or_else(|| Settings::default().data_dir);
-    let admin = Admin::new(open_metadata(&data_dir, args.database_url.as_deref(), Missing::Refuse).await?);
+    let admin = Admin::new(open_metadata(&data_dir, args.database_url.as_deref(), Missing::Refuse, None).await?);
     match args.command {
         AdminCommand::Org(OrgCommand::Create { name }) => {
             println!("{}", admin.create_org(&name).await?.org_id);

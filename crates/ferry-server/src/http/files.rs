@@ -6,10 +6,10 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::header::{
-    ACCEPT_RANGES, CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, IF_RANGE, RANGE,
+    ACCEPT, ACCEPT_RANGES, CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, IF_RANGE, RANGE,
 };
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use ferry_api::files::{FileIdentity, FileList, FileMetadata, FilesInfo, ListFilesQuery};
 use ferry_api::{ErrorResponse, paths};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -19,6 +19,7 @@ use super::error::ApiError;
 use super::request::{Org, PathParams, QueryParams};
 use crate::service::files::{Encoding, IncomingFile, etag};
 use crate::service::{Service, ServiceError};
+use crate::telemetry::Format;
 
 /// RFC 5987 `attr-char`s, which need no percent-encoding in `filename*`.
 const ATTR_CHARS: &AsciiSet = &NON_ALPHANUMERIC
@@ -223,15 +224,17 @@ async fn upload(
 }
 
 #[utoipa::path(get, path = paths::METRICS, tag = "operations", security((), ("bearer" = [])),
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
+    responses((status = 200, description = "OpenMetrics text when the Accept header names it, else the Prometheus text format", content_type = "text/plain", body = String),
               (status = "4XX", description = "Refused: the error envelope says why", body = ErrorResponse), (status = "5XX", description = "A server fault, in the error envelope", body = ErrorResponse)))]
 /// The Prometheus metrics. Open unless the operator asked for a key.
-pub async fn metrics(State(service): State<Arc<Service>>, headers: HeaderMap) -> Result<String, ApiError> {
+pub async fn metrics(State(service): State<Arc<Service>>, headers: HeaderMap) -> Result<Response, ApiError> {
     if service.metrics_need_key() {
         let header = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
         service.authenticate(header).await?;
     }
-    Ok(service.render_metrics().await?)
+    let format = Format::negotiate(headers.get(ACCEPT).and_then(|v| v.to_str().ok()));
+    let body = service.render_metrics(format).await?;
+    Ok(([(CONTENT_TYPE, format.content_type())], body).into_response())
 }
 
 #[utoipa::path(get, path = paths::HEALTH, tag = "operations", security(()),

@@ -12,7 +12,7 @@ use ferry_core::upload::{UploadPolicy, UploadState};
 use ferry_meta::MetadataStore;
 
 use crate::settings::Settings;
-use crate::telemetry::Metrics;
+use crate::telemetry::{Format, Metrics};
 
 pub mod admin;
 pub mod check;
@@ -122,10 +122,11 @@ impl Service {
         &self.metrics
     }
 
-    /// The metrics, with the gauges read from the stores now.
-    pub async fn render_metrics(&self) -> Result<String> {
-        self.metrics.uploads_in_progress.set(self.meta.count_active_uploads().await? as i64);
-        Ok(self.metrics.render())
+    /// The metrics in `format`, with the states read from the stores now.
+    pub async fn render_metrics(&self, format: Format) -> Result<String> {
+        let workload = self.meta.workload(now_secs()).await?;
+        self.metrics.set_states(workload, self.storage.free_bytes());
+        Ok(self.metrics.render(format))
     }
 
     /// Whether the metadata store and the blob store both answer.

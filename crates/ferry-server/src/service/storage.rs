@@ -55,6 +55,14 @@ impl Storage {
         }
     }
 
+    /// Free space under the files, when they are on a local disk.
+    pub fn free_bytes(&self) -> Option<u64> {
+        match self {
+            Self::Local(local) => local.disk.free_bytes().ok(),
+            Self::S3(_) => None,
+        }
+    }
+
     /// Whether part PUTs come to ferry (its `/parts` route exists).
     pub fn takes_parts(&self) -> bool {
         matches!(self, Self::Local(_))

@@ -204,3 +204,82 @@ async fn shutdown_lets_a_streaming_part_put_finish() {
     drop(put);
     assert!(server.wait(), "the server did not exit cleanly");
 }
+
+/// What prometheus-client's parser for `content_type` makes of `body`:
+/// family name → (type, samples as name, labels, value).
+fn parsed_metrics(python: &str, content_type: &str, body: &[u8]) -> Value {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/api/parse_metrics.py");
+    let mut child = Command::new(python)
+        .args([script, content_type])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), body).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "the parser refused the body: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// The value of the first sample named `sample` in `family`.
+fn sample(families: &Value, family: &str, sample: &str) -> f64 {
+    let samples = families[family]["samples"].as_array().unwrap_or_else(|| panic!("no family {family}"));
+    samples.iter().find(|s| s[0] == sample).unwrap_or_else(|| panic!("no {sample} in {family}"))[2].as_f64().unwrap()
+}
+
+/// Prometheus picks its parser by the content type: whichever format it
+/// gets, every family must keep its type, and the operator's figures
+/// (process, free space, metadata latency, work waiting) must be there.
+#[tokio::test]
+async fn metrics_read_as_prometheus_reads_them_in_either_format() {
+    let Some(python) = needs("FERRY_TEST_PYTHON") else { return };
+    let server = Server::start();
+    let client = server.client();
+    client.upload("p.bin", &bytes(2000, 7)).await;
+    client.start_upload("open.bin", 10).await;
+    // Prometheus' own Accept header, then none (curl, older scrapers).
+    let prometheus_accept = "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,\
+                             application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
+    for (accept, expected) in
+        [(Some(prometheus_accept), "application/openmetrics-text"), (None, "text/plain; version=0.0.4")]
+    {
+        let mut request = http().get(format!("{}/metrics", server.url));
+        if let Some(accept) = accept {
+            request = request.header("accept", accept);
+        }
+        let reply = reply(request.send().await.unwrap()).await;
+        let content_type = reply.headers["content-type"].to_str().unwrap().to_owned();
+        assert!(content_type.starts_with(expected), "{content_type}");
+        let families = parsed_metrics(&python, &content_type, &reply.body);
+        let type_of = |name: &str| families[name]["type"].as_str().unwrap_or("absent").to_owned();
+        for (name, kind) in [
+            ("ferry_http_requests", "counter"),
+            ("ferry_http_request_duration_seconds", "histogram"),
+            ("ferry_metadata_duration_seconds", "histogram"),
+            ("ferry_bytes_received", "counter"),
+            ("ferry_uploads_in_progress", "gauge"),
+            ("ferry_janitor_deletions_due", "gauge"),
+            ("ferry_janitor_files_to_ingest", "gauge"),
+            ("process_cpu_seconds", "counter"),
+            ("process_resident_memory_bytes", "gauge"),
+            ("process_open_fds", "gauge"),
+            ("process_max_fds", "gauge"),
+            ("process_start_time_seconds", "gauge"),
+        ] {
+            assert_eq!(type_of(name), kind, "{name} as {content_type}");
+        }
+        assert_eq!(sample(&families, "ferry_uploads_in_progress", "ferry_uploads_in_progress"), 1.0);
+        assert!(sample(&families, "process_resident_memory_bytes", "process_resident_memory_bytes") > 1e6);
+        assert!(sample(&families, "process_open_fds", "process_open_fds") >= 3.0);
+        assert!(sample(&families, "process_cpu_seconds", "process_cpu_seconds_total") > 0.0);
+        let lookups = families["ferry_metadata_duration_seconds"]["samples"].as_array().unwrap().iter().any(|s| {
+            s[0] == "ferry_metadata_duration_seconds_count" && s[1]["access"] == "lookup" && s[2].as_f64() > Some(0.0)
+        });
+        assert!(lookups, "every request looks its key up: {}", families["ferry_metadata_duration_seconds"]);
+        if server.layout() != Layout::ScaleOut {
+            assert_eq!(type_of("ferry_storage_free_bytes"), "gauge");
+            assert!(sample(&families, "ferry_storage_free_bytes", "ferry_storage_free_bytes") > 0.0);
+        }
+    }
+}
