@@ -98,11 +98,23 @@ pub struct Settings {
     /// storage, a simple upload) are kept if a crash stops the row.
     #[arg(long, env = "FERRY_ORPHAN_GRACE", default_value_t = Settings::default().orphan_grace)]
     pub orphan_grace: HumanDuration,
+    /// How log lines are written: `text`, or `json` (one object a line).
+    #[arg(long, env = "FERRY_LOG_FORMAT", value_enum, default_value_t = Settings::default().log_format)]
+    pub log_format: LogFormat,
     /// The key of the org `default` on an empty database: from
     /// `FERRY_BOOTSTRAP_KEY` only, never a flag or a file (`ps` shows flags).
     #[arg(skip)]
     #[serde(skip)]
     pub bootstrap_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// `key=value` pairs, for a person at a terminal.
+    Text,
+    /// One JSON object a line, for a log collector.
+    Json,
 }
 
 /// Where file bytes are stored; `serve` and `admin check` share these.
@@ -159,6 +171,7 @@ impl Default for Settings {
             drain_timeout: secs(10),
             max_connections: 4096,
             orphan_grace: secs(86_400),
+            log_format: LogFormat::Text,
             bootstrap_key: None,
         }
     }

@@ -1,7 +1,7 @@
 //! `ferry serve`.
 
 use anyhow::Context;
-use ferry_server::settings::Settings;
+use ferry_server::settings::{LogFormat, Settings};
 use ferry_server::startup::Server;
 use tracing_subscriber::filter::Targets;
 
@@ -10,14 +10,18 @@ use crate::cli::ServeArgs;
 /// Logs go to stderr, filtered by `FERRY_LOG` (for example
 /// `info,ferry::request=warn`); stdout carries only what the operator must
 /// read: the address and, on first start, the generated API key.
-fn init_logging() -> anyhow::Result<()> {
+fn init_logging(format: LogFormat) -> anyhow::Result<()> {
     let filter: Targets =
         std::env::var("FERRY_LOG").unwrap_or_else(|_| "info".into()).parse().context("parsing FERRY_LOG")?;
     use tracing_subscriber::prelude::*;
-    tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(false))
-        .with(filter)
-        .init();
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(false);
+    let layer = match format {
+        LogFormat::Text => layer.boxed(),
+        // The event's fields at the top level, beside timestamp, level and
+        // target: what log collectors index without a mapping.
+        LogFormat::Json => layer.json().flatten_event(true).with_current_span(false).boxed(),
+    };
+    tracing_subscriber::registry().with(layer).with(filter).init();
     Ok(())
 }
 
@@ -32,8 +36,8 @@ async fn shutdown_signal() {
 }
 
 pub async fn run(args: ServeArgs, matches: &clap::ArgMatches) -> anyhow::Result<()> {
-    init_logging()?;
     let settings = Settings::resolve(&args.settings, matches, args.config.as_deref()).map_err(anyhow::Error::msg)?;
+    init_logging(settings.log_format)?;
     let (data_dir, public_url) = (settings.data_dir.clone(), settings.public_url.clone());
     let server = Server::start(settings).await?;
     let address = server.listener.local_addr()?;

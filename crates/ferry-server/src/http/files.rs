@@ -16,6 +16,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::drain::drain;
 use super::error::ApiError;
+use super::log::Audit;
 use super::request::{Org, PathParams, QueryParams};
 use crate::service::files::{Encoding, IncomingFile, etag};
 use crate::service::{Service, ServiceError};
@@ -55,11 +56,13 @@ pub async fn download(
     State(service): State<Arc<Service>>,
     Org(org): Org,
     PathParams(file_id): PathParams<String>,
+    Audit(audit): Audit,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let header = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
     let download = service.download(&org, &file_id, header(RANGE), header(IF_RANGE)).await?;
     let file = &download.file;
+    audit.set_file(&file.file_name, file.file_uid);
     let (start, end) = (download.range.start, download.range.end);
     let mut response = Response::builder()
         .header(CONTENT_TYPE, &file.file_type)
@@ -83,8 +86,11 @@ pub async fn file_metadata(
     State(service): State<Arc<Service>>,
     Org(org): Org,
     PathParams(file_id): PathParams<String>,
+    Audit(audit): Audit,
 ) -> Result<Json<FileMetadata>, ApiError> {
-    Ok(Json(service.file_metadata(&org, &file_id).await?))
+    let file = service.file_metadata(&org, &file_id).await?;
+    audit.set_file(&file.file_id, &file.file_uid);
+    Ok(Json(file))
 }
 
 #[utoipa::path(get, path = paths::LIST_METADATA, tag = "files",
@@ -121,8 +127,11 @@ pub async fn delete(
     State(service): State<Arc<Service>>,
     Org(org): Org,
     PathParams(file_id): PathParams<String>,
+    Audit(audit): Audit,
 ) -> Result<Json<FileIdentity>, ApiError> {
-    Ok(Json(service.delete_file(&org, &file_id).await?))
+    let deleted = service.delete_file(&org, &file_id).await?;
+    audit.set_file(&deleted.file_id, &deleted.file_uid);
+    Ok(Json(deleted))
 }
 
 #[utoipa::path(post, path = paths::SIMPLE_UPLOAD, tag = "files",
@@ -132,10 +141,13 @@ pub async fn delete(
 pub async fn simple_upload(
     State(service): State<Arc<Service>>,
     org: Result<Org, ApiError>,
+    Audit(audit): Audit,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<FileIdentity>, ApiError> {
-    upload(&service, org, &headers, body, Encoding::Raw).await
+    let uploaded = upload(&service, org, &headers, body, Encoding::Raw).await?;
+    audit.set_file(&uploaded.file_id, &uploaded.file_uid);
+    Ok(uploaded)
 }
 
 #[utoipa::path(post, path = paths::BASE64_UPLOAD, tag = "files",
@@ -145,10 +157,13 @@ pub async fn simple_upload(
 pub async fn base64_upload(
     State(service): State<Arc<Service>>,
     org: Result<Org, ApiError>,
+    Audit(audit): Audit,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<FileIdentity>, ApiError> {
-    upload(&service, org, &headers, body, Encoding::Base64).await
+    let uploaded = upload(&service, org, &headers, body, Encoding::Base64).await?;
+    audit.set_file(&uploaded.file_id, &uploaded.file_uid);
+    Ok(uploaded)
 }
 
 /// The most of a body read and thrown away for a caller whose key was not

@@ -6,7 +6,7 @@
 //! the URLs ferry hands out, and a proxy that does not set them would pass
 //! a client's own through.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
@@ -14,6 +14,7 @@ use axum::http::header::HOST;
 use axum::http::request::Parts;
 use axum::http::uri::Authority;
 use axum::http::{HeaderMap, HeaderName};
+use ipnet::IpNet;
 
 use super::error::ApiError;
 use crate::service::Service;
@@ -43,6 +44,44 @@ impl FromRequestParts<Arc<Service>> for ClientOrigin {
             _ => Err(bad(&format!("the host `{}` is not a host[:port]", host.escape_debug()))),
         }
     }
+}
+
+/// The address of the client a request came from: the peer, or, when the
+/// peer is a trusted proxy, the nearest address in its forwarding chain
+/// that is not one of the trusted proxies (entries further left could be
+/// written by the client itself).
+pub fn client_addr(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(&ip.to_canonical()));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let values = |name: &str| headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>();
+    let chain: Vec<String> = match values("forwarded") {
+        forwarded if !forwarded.is_empty() => forwarded
+            .iter()
+            .flat_map(|v| v.split(','))
+            .filter_map(|element| {
+                element.split(';').find_map(|pair| {
+                    let (key, value) = pair.split_once('=')?;
+                    key.trim().eq_ignore_ascii_case("for").then(|| value.trim().trim_matches('"').to_owned())
+                })
+            })
+            .collect(),
+        _ => values("x-forwarded-for").iter().flat_map(|v| v.split(',')).map(|v| v.trim().to_owned()).collect(),
+    };
+    let mut nearest = peer;
+    for entry in chain.iter().rev() {
+        // `for=` may carry a port, and brackets around IPv6.
+        let host = entry.strip_prefix('[').and_then(|e| e.split(']').next()).unwrap_or(entry);
+        let Ok(ip) = host.parse::<IpAddr>().or_else(|_| host.parse::<std::net::SocketAddr>().map(|a| a.ip())) else {
+            break;
+        };
+        nearest = ip;
+        if !is_trusted(&ip) {
+            break;
+        }
+    }
+    nearest
 }
 
 #[derive(Default)]
@@ -92,6 +131,20 @@ mod tests {
             ("x-forwarded-host", "other.example.com"),
         ]));
         assert_eq!((found.proto.as_deref(), found.host.as_deref()), (Some("https"), Some("files.example.com")));
+    }
+
+    #[test]
+    fn the_client_is_the_nearest_untrusted_address_of_a_trusted_chain() {
+        let proxy: IpNet = "10.0.0.0/8".parse().unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let spoofed = headers(&[("x-forwarded-for", "6.6.6.6, 203.0.113.9, 10.0.0.2")]);
+        assert_eq!(client_addr(ip("10.0.0.1"), &spoofed, &[proxy]), ip("203.0.113.9"));
+        // From an untrusted peer the headers count for nothing.
+        assert_eq!(client_addr(ip("198.51.100.1"), &spoofed, &[proxy]), ip("198.51.100.1"));
+        let rfc = headers(&[("forwarded", "for=\"[2001:db8::1]:4711\";proto=https, for=10.0.0.2")]);
+        assert_eq!(client_addr(ip("10.0.0.1"), &rfc, &[proxy]), ip("2001:db8::1"));
+        let garbage = headers(&[("x-forwarded-for", "unknown")]);
+        assert_eq!(client_addr(ip("10.0.0.1"), &garbage, &[proxy]), ip("10.0.0.1"));
     }
 
     #[test]

@@ -28,9 +28,9 @@ impl FromRequestParts<Arc<Service>> for Org {
 
     async fn from_request_parts(parts: &mut Parts, service: &Arc<Service>) -> Result<Self, ApiError> {
         let header = parts.headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
-        let org = service.authenticate(header).await?;
+        let (org, key_id) = service.authenticate(header).await?;
         if let Some(context) = parts.extensions.get::<Arc<RequestContext>>() {
-            context.set_org(org);
+            context.set_caller(org, key_id);
         }
         Ok(Org(org))
     }

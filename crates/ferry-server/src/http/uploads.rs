@@ -13,6 +13,7 @@ use ferry_api::{ErrorResponse, paths};
 use serde::de::IgnoredAny;
 
 use super::error::ApiError;
+use super::log::Audit;
 use super::origin::ClientOrigin;
 use super::request::{JsonBody, Org, UploadPath, check_list_len};
 use crate::service::Service;
@@ -28,6 +29,7 @@ pub async fn initiate(
     State(service): State<Arc<Service>>,
     Org(org): Org,
     ClientOrigin(origin): ClientOrigin,
+    Audit(audit): Audit,
     JsonBody(request): JsonBody<InitiateUploadRequest>,
 ) -> Api<InitiateUploadResponse> {
     let request = InitiateUpload {
@@ -36,7 +38,10 @@ pub async fn initiate(
         num_bytes: request.num_bytes,
         resume_if_started: request.resume_if_started,
     };
-    Ok(Json(service.initiate(&org, request, &origin).await?))
+    let initiated = service.initiate(&org, request, &origin).await?;
+    audit.set_upload(&initiated.upload_id);
+    audit.set_file(&initiated.file_name, &initiated.file_uid);
+    Ok(Json(initiated))
 }
 
 #[utoipa::path(post, path = paths::PART_URLS, tag = "uploads",
@@ -80,11 +85,14 @@ pub async fn complete(
     State(service): State<Arc<Service>>,
     Org(org): Org,
     UploadPath(upload_id): UploadPath,
+    Audit(audit): Audit,
     JsonBody(request): JsonBody<CompleteUploadRequest>,
 ) -> Api<CompleteUploadResponse> {
     check_list_len("parts", request.parts.len())?;
     let checksum = request.integrity_checksum.as_deref();
-    Ok(Json(service.complete(&org, &upload_id, &request.parts, checksum).await?))
+    let completed = service.complete(&org, &upload_id, &request.parts, checksum).await?;
+    audit.set_file(&completed.file_name, &completed.file_uid);
+    Ok(Json(completed))
 }
 
 #[utoipa::path(post, path = paths::ABORT_UPLOAD, tag = "uploads",

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ferry_core::api_key::ApiKey;
-use ferry_core::ids::OrgId;
+use ferry_core::ids::{KeyId, OrgId};
 use ferry_core::upload::{UploadPolicy, UploadState};
 use ferry_meta::MetadataStore;
 
@@ -81,8 +81,9 @@ pub(crate) fn rfc3339(unix_secs: u64) -> String {
 }
 
 impl Service {
-    /// The org an `Authorization` header's bearer key belongs to.
-    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<OrgId> {
+    /// The org an `Authorization` header's bearer key belongs to, and the
+    /// key's id (never its secret) for the log.
+    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<(OrgId, KeyId)> {
         // The scheme is case-insensitive (RFC 9110 §11.1).
         let key: ApiKey = authorization
             .and_then(|h| h.split_once(' '))
@@ -98,7 +99,7 @@ impl Service {
                 retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
             })?;
         }
-        Ok(org_id)
+        Ok((org_id, key.key_id))
     }
 
     pub fn max_simple_upload(&self) -> u64 {

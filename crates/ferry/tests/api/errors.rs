@@ -22,12 +22,10 @@ async fn every_error_uid_is_in_the_servers_log() {
     if server.layout() != Layout::ScaleOut {
         replies.push(put(&tampered, vec![0; 10]).await);
     }
-    let log = server.log();
     for reply in replies {
         assert!(reply.status.is_client_error(), "{reply:?}");
         for error in reply.json()["errors"].as_array().unwrap() {
-            let uid = error["error_uid"].as_str().unwrap();
-            let line = log.lines().find(|l| l.contains(uid)).unwrap_or_else(|| panic!("{uid} is not in the log"));
+            let line = server.log_line(&[error["error_uid"].as_str().unwrap()]).await;
             assert!(line.contains(&format!("status={}", reply.status.as_u16())), "{line}");
         }
     }

@@ -394,6 +394,15 @@ impl Server {
         self.nodes.iter().map(|n| std::fs::read_to_string(&n.log).unwrap_or_default()).collect()
     }
 
+    /// The first log line holding every one of `needles`, once it is there:
+    /// a request's line is written when its response body is done, which
+    /// may be just after the client has read it.
+    pub async fn log_line(&self, needles: &[&str]) -> String {
+        let find = || self.log().lines().find(|l| needles.iter().all(|n| l.contains(n))).map(str::to_owned);
+        eventually(&format!("the log has a line with {needles:?}"), || std::future::ready(find().is_some())).await;
+        find().unwrap()
+    }
+
     /// SIGKILL to every node: no chance to clean up, as in a crash.
     pub fn kill(&mut self) {
         for i in 0..self.nodes.len() {
