@@ -35,6 +35,12 @@ pub struct Settings {
     /// Reverse proxies whose X-Forwarded-Proto/-Host and Forwarded headers say how clients reach ferry (CIDRs, comma-separated).
     #[arg(long = "trusted-proxy", env = "FERRY_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// A PEM certificate chain: ferry then speaks HTTPS (HTTP/2 and HTTP/1.1), re-reading it on SIGHUP.
+    #[arg(long, env = "FERRY_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "FERRY_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
     /// The metadata database, postgres://… or sqlite://PATH [default: ferry.db in the data dir].
     #[arg(long, env = "FERRY_DATABASE_URL")]
     pub database_url: Option<String>,
@@ -149,6 +155,8 @@ impl Default for Settings {
             data_dir: "./ferry-data".into(),
             public_url: None,
             trusted_proxies: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
             database_url: None,
             storage: StorageSettings::default(),
             url_ttl: secs(3600),
@@ -203,6 +211,11 @@ impl Settings {
         let mut settings: Settings = figment.merge(Serialized::defaults(given)).extract().map_err(|e| e.to_string())?;
         settings.bootstrap_key = std::env::var("FERRY_BOOTSTRAP_KEY").ok().filter(|k| !k.is_empty());
         Ok(settings)
+    }
+
+    /// The scheme clients reach this listener with.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls_cert.is_some() { "https" } else { "http" }
     }
 
     /// The quota, if the operator set one.

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::http::serve::{ConnectionLimits, serve};
+use crate::http::tls::Certificate;
 use crate::service::{Extractor, LocalParts, RateLimiter, Service, Storage, now_secs};
 use crate::settings::{Settings, StorageSettings};
 use crate::telemetry::Metrics;
@@ -188,6 +189,9 @@ fn load_or_create_secret(data_dir: &Path) -> Result<ServerSecret, StartupError> 
 /// A server ready to accept connections.
 pub struct Server {
     pub listener: TcpListener,
+    /// The certificate when ferry speaks HTTPS; [`Certificate::reload`]
+    /// swaps it for new connections.
+    pub tls: Option<Arc<Certificate>>,
     pub service: Arc<Service>,
     /// The API key generated for the `default` org on first start, to be
     /// shown once to the operator (and never logged).
@@ -206,6 +210,11 @@ impl Server {
             UploadPolicy::new(settings.max_upload_size, settings.part_size, settings.allowed_file_types.clone())
                 .map_err(|e| StartupError::Setting(e.to_string()))?;
 
+        let tls = match (&settings.tls_cert, &settings.tls_key) {
+            (Some(cert), Some(key)) => Some(Certificate::load(cert, key).map_err(StartupError::Setting)?),
+            (None, None) => None,
+            _ => return Err(StartupError::Setting("--tls-cert and --tls-key go together".into())),
+        };
         // The port first: a start that cannot bind must leave nothing
         // made (above all not the first org and a key no one was shown).
         let listener =
@@ -239,7 +248,7 @@ impl Server {
             policy,
             settings,
         };
-        Ok(Self { listener, service: Arc::new(service), generated_key })
+        Ok(Self { listener, tls, service: Arc::new(service), generated_key })
     }
 
     /// Serves until `shutdown` resolves, then stops accepting and gives the
@@ -261,8 +270,9 @@ impl Server {
         let (tasks, stop) = (self.service.extractor.tasks.clone(), CancellationToken::new());
         tasks.spawn(self.service.clone().run_janitor(janitor_interval, stop.clone()));
         let metrics = self.service.metrics.clone();
+        let tls = self.tls.as_ref().map(|cert| cert.acceptor()).transpose().map_err(std::io::Error::other)?;
         let app = crate::http::router(self.service, body_timeout);
-        serve(self.listener, app, limits, metrics, shutdown).await;
+        serve(self.listener, tls, app, limits, metrics, shutdown).await;
         stop.cancel();
         tasks.close();
         if tokio::time::timeout(limits.shutdown_timeout, tasks.wait()).await.is_err() {

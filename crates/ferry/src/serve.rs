@@ -1,6 +1,7 @@
 //! `ferry serve`.
 
 use anyhow::Context;
+use ferry_server::http::tls::Certificate;
 use ferry_server::settings::{LogFormat, Settings};
 use ferry_server::startup::Server;
 use tracing_subscriber::filter::Targets;
@@ -35,10 +36,26 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: finishing requests in flight");
 }
 
+/// Reads the certificate again at each SIGHUP (a renewal): new handshakes
+/// get the new one, open connections keep theirs, a bad file changes nothing.
+async fn reload_on_sighup(certificate: std::sync::Arc<Certificate>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("no SIGHUP handler: the certificate is read only at start");
+        return;
+    };
+    while hangup.recv().await.is_some() {
+        match certificate.reload() {
+            Ok(()) => tracing::info!("SIGHUP: reloaded the TLS certificate"),
+            Err(error) => tracing::error!(%error, "SIGHUP: the TLS certificate did not load; keeping the one in use"),
+        }
+    }
+}
+
 pub async fn run(args: ServeArgs, matches: &clap::ArgMatches) -> anyhow::Result<()> {
     let settings = Settings::resolve(&args.settings, matches, args.config.as_deref()).map_err(anyhow::Error::msg)?;
     init_logging(settings.log_format)?;
-    let (data_dir, public_url) = (settings.data_dir.clone(), settings.public_url.clone());
+    let (data_dir, public_url, scheme) = (settings.data_dir.clone(), settings.public_url.clone(), settings.scheme());
     let server = Server::start(settings).await?;
     let address = server.listener.local_addr()?;
     if let Some(key) = &server.generated_key {
@@ -57,7 +74,10 @@ pub async fn run(args: ServeArgs, matches: &clap::ArgMatches) -> anyhow::Result<
     if let Some(url) = &public_url {
         println!("part URLs start with {url}");
     }
-    println!("ferry listening on http://{address} (data in {})", data_dir.display());
+    if let Some(certificate) = server.tls.clone() {
+        tokio::spawn(reload_on_sighup(certificate));
+    }
+    println!("ferry listening on {scheme}://{address} (data in {})", data_dir.display());
     tracing::info!(%address, data_dir = %data_dir.display(), "listening");
     server.run(shutdown_signal()).await.context("serving")
 }

@@ -21,7 +21,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use ferry_core::ids::{KeyId, OrgId};
+use ferry_core::ids::{KeyId, OrgId, UploadId};
 use http_body::{Frame, SizeHint};
 
 use super::error::{ApiError, ErrorReport};
@@ -252,14 +252,19 @@ pub async fn record_route(
         if let Some(path) = request.extensions().get::<MatchedPath>() {
             let _ = context.route.set(path.as_str().to_owned());
         }
+        // Only what parses: a tampered URL's path must not carry its text
+        // (a signature, say) into the log.
         for (name, value) in params.iter().flat_map(|params| params.iter()) {
-            let cell = match name {
-                "upload_id" => &context.upload_id,
-                "part_number" => &context.part_number,
-                "file_id" => &context.file_id,
-                _ => continue,
-            };
-            let _ = cell.set(value.to_owned());
+            match name {
+                "upload_id" if value.parse::<UploadId>().is_ok() => context.set_upload(value),
+                "part_number" if value.parse::<u32>().is_ok() => {
+                    let _ = context.part_number.set(value.to_owned());
+                }
+                "file_id" => {
+                    let _ = context.file_id.set(value.to_owned());
+                }
+                _ => {}
+            }
         }
     }
     next.run(request).await

@@ -27,6 +27,7 @@ mod parts;
 pub mod request;
 mod schemas;
 pub mod serve;
+pub mod tls;
 mod uploads;
 
 use error::ApiError;

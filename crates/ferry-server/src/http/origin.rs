@@ -32,7 +32,7 @@ impl FromRequestParts<Arc<Service>> for ClientOrigin {
         // HTTP/1.1 names the host in `Host`, HTTP/2 in the URI's authority.
         let direct =
             parts.headers.get(HOST).and_then(|v| v.to_str().ok()).or(parts.uri.authority().map(|a| a.as_str()));
-        let scheme = forwarded.proto.unwrap_or_else(|| "http".into()).to_ascii_lowercase();
+        let scheme = forwarded.proto.unwrap_or_else(|| service.settings.scheme().into()).to_ascii_lowercase();
         let host = forwarded.host.as_deref().or(direct).unwrap_or_default();
         let bad = |what: &str| ApiError::invalid_parameter(format!("{what}: part URLs cannot be made from it"));
         if scheme != "http" && scheme != "https" {

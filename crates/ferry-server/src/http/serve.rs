@@ -9,6 +9,7 @@
 //!   byte (a head dripped in byte by byte);
 //! - past `max_connections`, a new connection is closed at once and the
 //!   others go on;
+//! - a TLS handshake must be done within `header_timeout` too;
 //! - what hyper refuses itself (malformed framing, a head past its
 //!   buffers) never reaches the router: each is counted in
 //!   `ferry_http_rejected_total{reason}` and logged with the client.
@@ -30,10 +31,11 @@ use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore};
+use tokio_rustls::TlsAcceptor;
 
 use crate::telemetry::Metrics;
 
@@ -54,9 +56,11 @@ pub struct ConnectionLimits {
 
 /// Serves `app` on `listener` until `shutdown` resolves, then stops
 /// accepting and gives the connections up to the shutdown timeout to finish
-/// what they are doing.
+/// what they are doing. With `tls`, each connection's handshake runs in its
+/// own task, bounded by the header timeout, so a slow one holds up no other.
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     app: Router,
     limits: ConnectionLimits,
     metrics: Arc<Metrics>,
@@ -68,6 +72,7 @@ pub async fn serve(
     // The header timeout is ferry's own (it starts at a head's first byte,
     // not when the connection goes idle): hyper's is off.
     builder.http1().timer(TokioTimer::new()).header_read_timeout(None).max_headers(HYPER_MAX_HEADERS);
+    let builder = Arc::new(builder);
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -90,10 +95,53 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let activity = Arc::new(Activity::new());
-        let io = TokioIo::new(Watched { stream, activity: activity.clone() });
+        let connection = Connection {
+            peer,
+            activity: Arc::new(Activity::new()),
+            app: app.clone(),
+            builder: builder.clone(),
+            watcher: graceful.watcher(),
+            metrics: metrics.clone(),
+            limits,
+        };
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let stream = Watched { stream, activity: connection.activity.clone() };
+            match tls {
+                None => connection.serve(stream).await,
+                Some(acceptor) => match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => connection.serve(stream).await,
+                    Ok(Err(e)) => connection.refused_handshake(&e.to_string()),
+                    Err(_) => connection.refused_handshake("no handshake within the header timeout"),
+                },
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(limits.shutdown_timeout, graceful.shutdown()).await.is_err() {
+        tracing::warn!(timeout = ?limits.shutdown_timeout, "requests still in flight after the shutdown timeout; stopping anyway");
+    }
+}
+
+/// One accepted connection, and what serving it needs.
+struct Connection {
+    peer: SocketAddr,
+    activity: Arc<Activity>,
+    app: Router,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    watcher: Watcher,
+    metrics: Arc<Metrics>,
+    limits: ConnectionLimits,
+}
+
+impl Connection {
+    /// Serves requests on `io` (the socket, or TLS over it) until the
+    /// client closes it, a bound expires, or shutdown ends it.
+    async fn serve<I: AsyncRead + AsyncWrite + Unpin + Send + 'static>(self, io: I) {
+        let Self { peer, activity, app, builder, watcher, metrics, limits } = self;
         let service = hyper::service::service_fn({
-            let (app, activity) = (app.clone(), activity.clone());
+            let activity = activity.clone();
             move |mut request: hyper::Request<Incoming>| {
                 request.extensions_mut().insert(ConnectInfo(peer));
                 let running = activity.request_started();
@@ -106,28 +154,25 @@ pub async fn serve(
                 }
             }
         });
-        let connection = graceful.watch(builder.serve_connection_with_upgrades(io, service).into_owned());
-        let (metrics, limits) = (metrics.clone(), limits);
-        tokio::spawn(async move {
-            let outcome = tokio::select! {
-                outcome = connection => outcome,
-                reason = activity.expired(limits) => {
-                    if reason == "header_timeout" {
-                        metrics.record_rejected(reason);
-                    }
-                    tracing::info!(target: "ferry::request", client_addr = %peer, reason, "closed a connection");
-                    Ok(())
+        let connection = watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned());
+        let outcome = tokio::select! {
+            outcome = connection => outcome,
+            reason = activity.expired(limits) => {
+                if reason == "header_timeout" {
+                    metrics.record_rejected(reason);
                 }
-            };
-            if let Err(e) = outcome {
-                refused_by_hyper(&metrics, peer, e.as_ref());
+                tracing::info!(target: "ferry::request", client_addr = %peer, reason, "closed a connection");
+                Ok(())
             }
-            drop(permit);
-        });
+        };
+        if let Err(e) = outcome {
+            refused_by_hyper(&metrics, peer, e.as_ref());
+        }
     }
-    drop(listener);
-    if tokio::time::timeout(limits.shutdown_timeout, graceful.shutdown()).await.is_err() {
-        tracing::warn!(timeout = ?limits.shutdown_timeout, "requests still in flight after the shutdown timeout; stopping anyway");
+
+    fn refused_handshake(&self, error: &str) {
+        self.metrics.record_rejected("tls_handshake");
+        tracing::info!(target: "ferry::request", client_addr = %self.peer, error, "a TLS handshake failed");
     }
 }
 

@@ -136,3 +136,103 @@ fn admin_on_a_dir_without_a_database_says_where_it_looked_and_makes_none() {
     assert!(stderr.contains("no ferry database") && stderr.contains(&dir.path().display().to_string()), "{stderr}");
     assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "admin made something in the dir");
 }
+
+/// `curl`'s answer about `url`: the HTTP version it spoke, trusting `ca`.
+fn curl_http_version(ca: &std::path::Path, url: &str, version_flag: &str) -> String {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_version}", version_flag, "--cacert"])
+        .arg(ca)
+        .arg(url)
+        .output()
+        .expect("running curl");
+    assert!(out.status.success(), "curl {url}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// With a certificate ferry speaks HTTPS: HTTP/2 or HTTP/1.1 as the client
+/// offers, part URLs that start with https, and after SIGHUP the renewed
+/// certificate for new connections while open ones go on.
+#[tokio::test]
+async fn tls_serves_both_http_versions_and_reloads_its_certificate_on_sighup() {
+    if Layout::current().lacks(Needs::FerryTakesParts) || !needs_integration("curl and openssl") {
+        return;
+    }
+    let certs = tempfile::tempdir().unwrap();
+    let (first, second) = (TestCertificate::make(certs.path(), "first"), TestCertificate::make(certs.path(), "second"));
+    let (cert, key) = (certs.path().join("live-cert.pem"), certs.path().join("live-key.pem"));
+    std::fs::copy(&first.cert, &cert).unwrap();
+    std::fs::copy(&first.key, &key).unwrap();
+    let mut options = Options::default();
+    options.args.extend([
+        "--tls-cert".into(),
+        cert.display().to_string(),
+        "--tls-key".into(),
+        key.display().to_string(),
+    ]);
+    let server = Server::start_with(options);
+    assert!(server.url.starts_with("https://127.0.0.1:"), "{}", server.url);
+    let health = format!("{}/health", server.url);
+    assert_eq!(curl_http_version(&first.ca, &health, "--http2"), "2");
+    assert_eq!(curl_http_version(&first.ca, &health, "--http1.1"), "1.1");
+    // A client that does not trust the CA is refused, as it should be.
+    assert!(http().get(&health).send().await.is_err(), "a certificate of an unknown CA was accepted");
+
+    // Uploads work end to end, part URLs included.
+    let client = server.client_over(first.client());
+    let upload = client.start_upload("secure.bin", PART + 10).await;
+    assert!(upload.url(0).starts_with(&format!("{}/parts/", server.url)), "{}", upload.url(0));
+    let data = bytes(PART + 10, 3);
+    let mut tokens = Vec::new();
+    for part in upload.parts() {
+        let body = slice(part, &data).to_vec();
+        let stored = reply(client.http.put(part["url"].as_str().unwrap()).body(body).send().await.unwrap()).await;
+        stored.assert_ok_empty();
+        tokens.push(json!({"part_number": part["part_number"], "part_token": stored.header("etag").unwrap()}));
+    }
+    client.complete(upload.id(), json!(tokens)).await.assert_ok();
+    assert_eq!(client.download("secure.bin").await.body, data);
+
+    // Renewed: the files change, then SIGHUP.
+    std::fs::copy(&second.cert, &cert).unwrap();
+    std::fs::copy(&second.key, &key).unwrap();
+    let hup = std::process::Command::new("kill").args(["-HUP", &server.pid().to_string()]).status().unwrap();
+    assert!(hup.success());
+    server.log_line(&["reloaded the TLS certificate"]).await;
+    assert_eq!(curl_http_version(&second.ca, &health, "--http2"), "2");
+    let stale = std::process::Command::new("curl").args(["-sS", "--cacert"]).arg(&first.ca).arg(&health).output();
+    assert!(!stale.unwrap().status.success(), "a new connection still got the old certificate");
+    // The connection the client opened before the reload is still served.
+    assert_eq!(client.get("/v0.5/files/info").await.assert_ok()["num_files"], 1);
+
+    // A broken file at the next SIGHUP changes nothing.
+    std::fs::write(&cert, "not a certificate").unwrap();
+    let hup = std::process::Command::new("kill").args(["-HUP", &server.pid().to_string()]).status().unwrap();
+    assert!(hup.success());
+    server.log_line(&["did not load; keeping the one in use"]).await;
+    assert_eq!(curl_http_version(&second.ca, &health, "--http1.1"), "1.1");
+}
+
+/// The command line trusts a private CA named by SSL_CERT_FILE, as curl
+/// and OpenSSL do.
+#[tokio::test]
+async fn the_cli_trusts_the_ca_that_ssl_cert_file_names() {
+    if Layout::current().lacks(Needs::FerryTakesParts) || !needs_integration("openssl") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let certificate = TestCertificate::make(work.path(), "private");
+    let mut options = Options::default();
+    options.args.extend(
+        ["--tls-cert", certificate.cert.to_str().unwrap(), "--tls-key", certificate.key.to_str().unwrap()]
+            .map(String::from),
+    );
+    let server = Server::start_with(options);
+    let file = work.path().join("ca-trusted.bin");
+    let data = bytes(2 * PART + 5, 9);
+    std::fs::write(&file, &data).unwrap();
+    let output =
+        cli(&server, work.path(), &["upload"]).arg(&file).env("SSL_CERT_FILE", &certificate.ca).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let client = server.client_over(certificate.client());
+    assert_eq!(client.download("ca-trusted.bin").await.body, data);
+}

@@ -541,6 +541,12 @@ impl Server {
         Client { url: url.clone(), urls: Arc::new(vec![url]), ..self.client() }
     }
 
+    /// A client of the org `default` over `http` (one that trusts a
+    /// test's own CA, say).
+    pub fn client_over(&self, http: reqwest::Client) -> Client {
+        Client { http, ..self.client() }
+    }
+
     pub fn client_with_key(&self, key: &str) -> Client {
         Client { key: key.into(), ..self.client() }
     }
@@ -986,4 +992,60 @@ pub async fn parts_stored(server: &Server) -> u64 {
         .unwrap();
     let series = r#"ferry_http_requests_total{method="PUT",route="/parts/{upload_id}/{part_number}",status="200"}"#;
     text.lines().find_map(|l| l.strip_prefix(series)).map_or(0, |v| v.trim().parse::<f64>().unwrap() as u64)
+}
+
+/// A CA of a test's own and a certificate it signed for 127.0.0.1 and
+/// localhost, made with openssl.
+pub struct TestCertificate {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl TestCertificate {
+    pub fn make(dir: &Path, name: &str) -> Self {
+        let path = |suffix: &str| dir.join(format!("{name}-{suffix}"));
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl").args(args).current_dir(dir).output().expect("running openssl");
+            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        let (ca, ca_key, cert, key, csr, ext) =
+            (path("ca.pem"), path("ca.key"), path("cert.pem"), path("key.pem"), path("cert.csr"), path("ext.cnf"));
+        let s = |p: &PathBuf| p.to_str().unwrap().to_owned();
+        let subject = format!("/CN={name} test CA");
+        let ca_out = ["-keyout", &s(&ca_key), "-out", &s(&ca), "-days", "2", "-subj", &subject];
+        openssl(&[&["req", "-x509"][..], &ec, &ca_out].concat());
+        openssl(&[&["req"][..], &ec, &["-keyout", &s(&key), "-out", &s(&csr), "-subj", "/CN=localhost"]].concat());
+        std::fs::write(
+            &ext,
+            "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &s(&csr),
+            "-CA",
+            &s(&ca),
+            "-CAkey",
+            &s(&ca_key),
+            "-CAcreateserial",
+            "-out",
+            &s(&cert),
+            "-days",
+            "2",
+            "-extfile",
+            &s(&ext),
+        ]);
+        Self { ca, cert, key }
+    }
+
+    /// An HTTP client that trusts this CA and nothing else.
+    pub fn client(&self) -> reqwest::Client {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let ca = reqwest::Certificate::from_pem(&std::fs::read(&self.ca).unwrap()).unwrap();
+        reqwest::Client::builder().tls_certs_only([ca]).timeout(std::time::Duration::from_secs(120)).build().unwrap()
+    }
 }
