@@ -350,7 +350,13 @@ impl Service {
             // Gone from the store: completed or aborted meanwhile; the
             // metadata store says which.
             Err(BlobError::UploadGone) => return Err(self.gone(&upload).await),
-            Err(e) => return Err(e.into()),
+            // A store may refuse a complete racing another one (Garage
+            // answers InvalidRequest); if the other one has committed, its
+            // outcome is the true answer, as for any request that lost.
+            Err(e) => {
+                self.usable_upload(org_id, upload_id).await?;
+                return Err(e.into());
+            }
         }
         failpoint::point("complete.after_store").await;
 
