@@ -100,40 +100,33 @@ impl Default for Metrics {
              too large), a header timeout, or --max-connections",
             rejected,
         );
-        registry.register(
-            "bytes_received",
-            "File bytes received (parts and simple uploads)",
-            metrics.bytes_received.clone(),
-        );
-        registry.register("bytes_sent", "File bytes sent by downloads", metrics.bytes_sent.clone());
-        registry.register("uploads_in_progress", "Direct-to-cloud uploads active", metrics.uploads_in_progress.clone());
-        registry.register(
-            "janitor_deletions_due",
-            "Blob deletions due that no janitor has taken yet",
-            metrics.deletions_due.clone(),
-        );
-        registry.register(
-            "janitor_files_to_ingest",
-            "Registered files whose attributes wait to be extracted",
-            metrics.files_to_ingest.clone(),
-        );
-
-        registry.register(
-            "janitor_expired_uploads",
-            "Idle uploads the janitor expired",
-            metrics.expired_uploads.clone(),
-        );
-        registry.register("janitor_deleted_blobs", "Blobs the janitor deleted", metrics.deleted_blobs.clone());
-        registry.register(
-            "janitor_failed_deletions",
-            "Blob deletions that failed and wait to be retried",
-            metrics.failed_deletions.clone(),
-        );
-        registry.register(
-            "janitor_ingested_files",
-            "Files whose attributes the janitor's sweep extracted",
-            metrics.ingested_files.clone(),
-        );
+        let counters = [
+            ("bytes_received", "File bytes received (parts and simple uploads)", &metrics.bytes_received),
+            ("bytes_sent", "File bytes sent by downloads", &metrics.bytes_sent),
+            ("janitor_expired_uploads", "Idle uploads the janitor expired", &metrics.expired_uploads),
+            ("janitor_deleted_blobs", "Blobs the janitor deleted", &metrics.deleted_blobs),
+            (
+                "janitor_failed_deletions",
+                "Blob deletions that failed and wait to be retried",
+                &metrics.failed_deletions,
+            ),
+            ("janitor_ingested_files", "Files whose attributes the janitor's sweep extracted", &metrics.ingested_files),
+        ];
+        for (name, help, counter) in counters {
+            registry.register(name, help, counter.clone());
+        }
+        let gauges = [
+            ("uploads_in_progress", "Direct-to-cloud uploads active", &metrics.uploads_in_progress),
+            ("janitor_deletions_due", "Blob deletions due that no janitor has taken yet", &metrics.deletions_due),
+            (
+                "janitor_files_to_ingest",
+                "Registered files whose attributes wait to be extracted",
+                &metrics.files_to_ingest,
+            ),
+        ];
+        for (name, help, gauge) in gauges {
+            registry.register(name, help, gauge.clone());
+        }
         Self { registry: root, ..metrics }
     }
 }

@@ -98,7 +98,7 @@ pub async fn log_requests(State(service): State<Option<Arc<Service>>>, mut reque
         Some(service) => super::origin::client_addr(peer, request.headers(), &service.settings.trusted_proxies),
         None => peer,
     });
-    let request = request.map(|body| Body::new(Counted { body, context: context.clone() }));
+    let request = request.map(|body| Watched::wrap(body, context.clone()));
 
     let mut response = next.run(request).await;
 
@@ -117,7 +117,7 @@ pub async fn log_requests(State(service): State<Option<Arc<Service>>>, mut reque
         tracing::error!(target: "ferry::request", request_id = %context.request_id, error_uids, detail, "server fault");
     }
     let line = Line { context, started, method, route, status: response.status(), client_addr, report, bytes_out: 0 };
-    response.map(|body| Body::new(Logged { body, line: Some(line) }))
+    response.map(|body| Watched::wrap(body, Some(line)))
 }
 
 /// Everything the line says, but the bytes still to be sent.
@@ -166,43 +166,49 @@ fn text(cell: &OnceLock<String>) -> Option<&str> {
     cell.get().map(String::as_str)
 }
 
-/// The request body, counting the bytes that arrive.
-struct Counted {
-    body: Body,
-    context: Arc<RequestContext>,
+/// What a body in flight reports to: the bytes of each data frame, then
+/// its end (the last frame, an error, or the body dropped unfinished).
+trait Watch: Send + Unpin + 'static {
+    fn data(&mut self, len: u64);
+    fn end(&mut self) {}
 }
 
-impl http_body::Body for Counted {
-    type Data = Bytes;
-    type Error = axum::Error;
+/// The request body counts the bytes that arrive.
+impl Watch for Arc<RequestContext> {
+    fn data(&mut self, len: u64) {
+        self.bytes_in.fetch_add(len, Ordering::Relaxed);
+    }
+}
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        let polled = Pin::new(&mut self.body).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
-            && let Some(data) = frame.data_ref()
-        {
-            self.context.bytes_in.fetch_add(data.len() as u64, Ordering::Relaxed);
+/// The response body counts the bytes sent and writes the line when it
+/// ends or is dropped (sent, or its client gone).
+impl Watch for Option<Line> {
+    fn data(&mut self, len: u64) {
+        if let Some(line) = self {
+            line.bytes_out += len;
         }
-        polled
     }
 
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+    fn end(&mut self) {
+        if let Some(line) = self.take() {
+            line.write();
+        }
     }
 }
 
-/// The response body, counting the bytes sent and writing the line when
-/// it ends or is dropped (sent, or its client gone).
-struct Logged {
+/// A body passed through unchanged, reporting to `W`.
+struct Watched<W: Watch> {
     body: Body,
-    line: Option<Line>,
+    watch: W,
 }
 
-impl http_body::Body for Logged {
+impl<W: Watch> Watched<W> {
+    fn wrap(body: Body, watch: W) -> Body {
+        Body::new(Self { body, watch })
+    }
+}
+
+impl<W: Watch> http_body::Body for Watched<W> {
     type Data = Bytes;
     type Error = axum::Error;
 
@@ -210,15 +216,11 @@ impl http_body::Body for Logged {
         let polled = Pin::new(&mut self.body).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
-                if let (Some(data), Some(line)) = (frame.data_ref(), self.line.as_mut()) {
-                    line.bytes_out += data.len() as u64;
+                if let Some(data) = frame.data_ref() {
+                    self.watch.data(data.len() as u64);
                 }
             }
-            Poll::Ready(_) => {
-                if let Some(line) = self.line.take() {
-                    line.write();
-                }
-            }
+            Poll::Ready(_) => self.watch.end(),
             Poll::Pending => {}
         }
         polled
@@ -233,11 +235,9 @@ impl http_body::Body for Logged {
     }
 }
 
-impl Drop for Logged {
+impl<W: Watch> Drop for Watched<W> {
     fn drop(&mut self) {
-        if let Some(line) = self.line.take() {
-            line.write();
-        }
+        self.watch.end();
     }
 }
 
