@@ -128,6 +128,30 @@ impl LocalDisk {
         Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
     }
 
+    /// Copies file `uid`'s bytes from `source` (another data dir's store)
+    /// into this one under the same name, synced: what a backup does for
+    /// each file its database copy names. `None` if `source` no longer has
+    /// them (the janitor deleted the file since). Call [`Self::sync_files`]
+    /// once after the last copy.
+    pub fn copy_file_from(&self, source: &LocalDisk, uid: &FileUid) -> std::io::Result<Option<u64>> {
+        let to = self.shared.file_path(uid);
+        // `fs::copy` lets the kernel copy (copy_file_range, a reflink
+        // where the filesystem has them): no byte passes through here.
+        let copied = match fs::copy(source.shared.file_path(uid), &to) {
+            Ok(copied) => copied,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        File::open(&to)?.sync_all()?;
+        Ok(Some(copied))
+    }
+
+    /// Makes the files copied in with [`Self::copy_file_from`] durable
+    /// (their directory entries).
+    pub fn sync_files(&self) -> std::io::Result<()> {
+        sync_dir(&self.shared.files)
+    }
+
     /// Claims one part for a PUT: refused at once, before a byte is read,
     /// while another PUT of the part is under way or the upload is sealed
     /// by a complete. The claim lasts until the PUT has recorded the part

@@ -41,7 +41,7 @@ pub enum StartupError {
     NoDatabase { data_dir: PathBuf, path: PathBuf },
 }
 
-fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartupError {
+pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartupError {
     let context = context.into();
     move |source| StartupError::Io { context, source }
 }
@@ -105,8 +105,8 @@ pub fn open_blob_store(
 }
 
 /// The name of the SQLite database inside the data dir.
-const DATABASE_FILE: &str = "ferry.db";
-const SECRET_FILE: &str = "server-secret";
+pub(crate) const DATABASE_FILE: &str = "ferry.db";
+pub(crate) const SECRET_FILE: &str = "server-secret";
 
 /// Whether opening the metadata store may create a SQLite database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,28 +118,40 @@ pub enum Missing {
     Refuse,
 }
 
-/// Opens the metadata store the settings name: SQLite in the data dir by
-/// default, `sqlite://PATH`, or `postgres://…`. Shared by `serve` and the
-/// admin commands, so both always see the same database.
+/// Where the settings keep the metadata.
+pub enum Database<'a> {
+    Postgres(&'a str),
+    Sqlite(PathBuf),
+}
+
+impl<'a> Database<'a> {
+    /// SQLite in the data dir by default, `sqlite://PATH`, or `postgres://…`.
+    pub fn named(data_dir: &Path, database_url: Option<&'a str>) -> Result<Self, StartupError> {
+        match database_url {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => Ok(Self::Postgres(url)),
+            None => Ok(Self::Sqlite(data_dir.join(DATABASE_FILE))),
+            Some(url) => match url.strip_prefix("sqlite://") {
+                Some(path) => Ok(Self::Sqlite(PathBuf::from(path))),
+                None => Err(StartupError::Setting(format!(
+                    "database URL `{url}` is neither postgres://… nor sqlite://PATH"
+                ))),
+            },
+        }
+    }
+}
+
+/// Opens the metadata store the settings name ([`Database::named`]).
+/// Shared by `serve` and the admin commands, so both always see the same
+/// database.
 pub async fn open_metadata(
     data_dir: &Path,
     database_url: Option<&str>,
     missing: Missing,
     observer: Option<Observer>,
 ) -> Result<Arc<dyn MetadataStore>, StartupError> {
-    let path = match database_url {
-        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            return Ok(store(Postgres::connect(url).await?, observer));
-        }
-        None => data_dir.join(DATABASE_FILE),
-        Some(url) => match url.strip_prefix("sqlite://") {
-            Some(path) => PathBuf::from(path),
-            None => {
-                return Err(StartupError::Setting(format!(
-                    "database URL `{url}` is neither postgres://… nor sqlite://PATH"
-                )));
-            }
-        },
+    let path = match Database::named(data_dir, database_url)? {
+        Database::Postgres(url) => return Ok(store(Postgres::connect(url).await?, observer)),
+        Database::Sqlite(path) => path,
     };
     if missing == Missing::Refuse && !path.exists() {
         return Err(StartupError::NoDatabase { data_dir: data_dir.to_owned(), path });
@@ -158,6 +170,14 @@ fn store<E: Engine>(engine: E, observer: Option<Observer>) -> Arc<dyn MetadataSt
     }
 }
 
+/// Writes a new file (never over an old one) that only its owner can
+/// read, synced before it returns.
+pub(crate) fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    file.write_all(contents)?;
+    file.sync_all()
+}
+
 /// Reads the server secret, creating it (mode 0600) on first start.
 fn load_or_create_secret(data_dir: &Path) -> Result<ServerSecret, StartupError> {
     let path = data_dir.join(SECRET_FILE);
@@ -171,15 +191,7 @@ fn load_or_create_secret(data_dir: &Path) -> Result<ServerSecret, StartupError> 
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let secret = ServerSecret::generate();
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-                .map_err(io("creating the server secret"))?;
-            file.write_all(secret.to_hex().as_bytes())
-                .and_then(|()| file.sync_all())
-                .map_err(io("writing the server secret"))?;
+            write_private_file(&path, secret.to_hex().as_bytes()).map_err(io("writing the server secret"))?;
             Ok(secret)
         }
         Err(e) => Err(io("reading the server secret")(e)),

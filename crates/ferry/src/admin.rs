@@ -1,9 +1,11 @@
-//! `ferry admin`: orgs and API keys, on the same database as the server.
+//! `ferry admin`: orgs, API keys, the check and backups, on the same
+//! database as the server.
 
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use ferry_core::ids::KeyId;
+use ferry_server::backup::backup;
 use ferry_server::service::admin::Admin;
 use ferry_server::settings::Settings;
 use ferry_server::startup::{Missing, open_blob_store, open_metadata};
@@ -17,25 +19,32 @@ fn when(unix_secs: i64) -> String {
 
 pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
     let data_dir = args.data_dir.unwrap_or_else(|| Settings::default().data_dir);
-    let admin = Admin::new(open_metadata(&data_dir, args.database_url.as_deref(), Missing::Refuse, None).await?);
+    let database_url = args.database_url.as_deref();
+    let admin =
+        || async { anyhow::Ok(Admin::new(open_metadata(&data_dir, database_url, Missing::Refuse, None).await?)) };
     match args.command {
         AdminCommand::Org(OrgCommand::Create { name }) => {
-            println!("{}", admin.create_org(&name).await?.org_id);
+            println!("{}", admin().await?.create_org(&name).await?.org_id);
         }
         AdminCommand::Key(KeyCommand::Create { org }) => {
-            println!("{}", admin.create_key(&org).await?);
+            println!("{}", admin().await?.create_key(&org).await?);
         }
         AdminCommand::Key(KeyCommand::List { org }) => {
-            let keys = admin.list_keys(&org).await?;
+            let keys = admin().await?.list_keys(&org).await?;
             println!("{:<31}  {:<20}  REVOKED", "KEY_ID", "CREATED");
             for key in keys {
                 let revoked = key.revoked_at.map(when).unwrap_or_else(|| "-".into());
                 println!("{:<31}  {:<20}  {revoked}", key.key_id.to_string(), when(key.created_at));
             }
         }
+        AdminCommand::Key(KeyCommand::Revoke { key_id }) => {
+            let key_id: KeyId = key_id.parse().context("reading the key id")?;
+            admin().await?.revoke_key(&key_id).await?;
+            println!("revoked {key_id}");
+        }
         AdminCommand::Check(storage) => {
             let blob = open_blob_store(&data_dir, &storage, Duration::from_secs(3600))?.bytes();
-            let report = admin.check(blob.as_ref()).await?;
+            let report = admin().await?.check(blob.as_ref()).await?;
             for problem in &report.problems {
                 println!("{problem}");
             }
@@ -50,10 +59,16 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                 bail!("the metadata and the stored bytes disagree");
             }
         }
-        AdminCommand::Key(KeyCommand::Revoke { key_id }) => {
-            let key_id: KeyId = key_id.parse().context("reading the key id")?;
-            admin.revoke_key(&key_id).await?;
-            println!("revoked {key_id}");
+        // Not through `admin()`: a backup reads a snapshot of the database.
+        AdminCommand::Backup { path, storage } => {
+            let report = backup(&data_dir, database_url, &storage, &path).await?;
+            println!(
+                "backed up {} files ({} bytes) to {}; {} uploads in progress left out (their clients start them again)",
+                report.files,
+                report.bytes,
+                path.display(),
+                report.uploads_left_out
+            );
         }
     }
     Ok(())

@@ -94,6 +94,18 @@ pub enum AdminCommand {
     ///
     /// Example: ferry admin --data-dir /var/lib/ferry check
     Check(StorageSettings),
+    /// Copy the server's data dir (database, secret, files) to a new
+    /// directory, while the server runs. Uploads in progress are left out;
+    /// the copy is checked. Start a server on the copy to restore it. The
+    /// embedded layout only (on PostgreSQL, pg_dump).
+    ///
+    /// Example: ferry admin --data-dir /var/lib/ferry backup /backups/ferry-2026-12-04
+    Backup {
+        /// A directory that does not exist yet, or an empty one.
+        path: PathBuf,
+        #[command(flatten)]
+        storage: StorageSettings,
+    },
 }
 
 #[derive(Debug, Subcommand)]

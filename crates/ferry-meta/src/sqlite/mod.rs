@@ -87,6 +87,21 @@ impl Sqlite {
     }
 }
 
+impl Sqlite {
+    /// Writes a consistent copy of the database at `source` to `dest` (a
+    /// file that must not exist yet) while servers go on using it: SQLite's
+    /// `VACUUM INTO` reads one snapshot, so the copy is the database as of
+    /// one moment, never half of a commit. The copy is synced before this
+    /// returns.
+    pub fn snapshot(source: &Path, dest: &Path) -> Result<()> {
+        let conn = Connection::open_with_flags(source, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(backend)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(backend)?;
+        let dest_text = dest.to_str().ok_or_else(|| MetaError::Backend("the backup path is not UTF-8".into()))?;
+        conn.execute("VACUUM INTO ?1", [dest_text]).map_err(backend)?;
+        std::fs::File::open(dest).and_then(|file| file.sync_all()).map_err(|e| MetaError::Backend(Box::new(e)))
+    }
+}
+
 impl Inner {
     fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
         let i = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();

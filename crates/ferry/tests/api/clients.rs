@@ -11,9 +11,23 @@ const DRIVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/api/archetypeai
 
 /// Runs one stage of the driver as `client`; its output and whether it exited 0.
 fn stage(python: &str, name: &str, client: &Client, work: &Path) -> (bool, String) {
+    stage_with(python, name, &client.url, &client.key, work, &[])
+}
+
+/// Runs one stage of the driver against the API at `url` (a proxy's, say)
+/// with more environment (a CA to trust); its output and whether it exited 0.
+pub fn stage_with(
+    python: &str,
+    name: &str,
+    url: &str,
+    key: &str,
+    work: &Path,
+    env: &[(&str, &Path)],
+) -> (bool, String) {
     let output = Command::new(python)
-        .args([DRIVER, name, &format!("{}/v0.5", client.url), &client.key])
+        .args([DRIVER, name, &format!("{url}/v0.5"), key])
         .arg(work)
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));

@@ -750,6 +750,12 @@ pub struct Client {
 }
 
 impl Client {
+    /// A client of the server at `url` alone (a proxy, a container), over `http`.
+    pub fn at(url: &str, key: &str, http: reqwest::Client) -> Self {
+        let url = url.to_owned();
+        Client { http, urls: Arc::new(vec![url.clone()]), url, next: Arc::default(), key: key.to_owned() }
+    }
+
     /// The node the next call goes to.
     pub fn pick(&self) -> &str {
         &self.urls[self.next.fetch_add(1, Ordering::Relaxed) % self.urls.len()]

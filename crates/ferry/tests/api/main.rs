@@ -25,6 +25,7 @@ mod metadata;
 mod operations;
 mod orgs;
 mod outage;
+mod packaging;
 mod part_put;
 mod part_urls;
 mod races;
