@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{ClientError, Result};
-use crate::retry::{OnRetry, RetryPolicy};
+use crate::retry::{OnRetry, RetryEvent, RetryPolicy};
 
 /// A connection to one ferry server with one API key. Cheap to clone.
 #[derive(Clone)]
@@ -57,9 +57,12 @@ impl Client {
             // A stalled connection is noticed and retried, not waited on forever.
             .read_timeout(Duration::from_secs(120))
             .build()?;
+        let base_url = base_url.trim_end_matches('/');
         Ok(Self {
             http,
-            base: base_url.trim_end_matches('/').to_owned(),
+            // The API's routes carry their `/v0.5`; a base URL written the
+            // way the API docs write it ends with it too.
+            base: base_url.strip_suffix(paths::BASE).unwrap_or(base_url).to_owned(),
             key: api_key.to_owned(),
             retry: RetryPolicy::default(),
             on_retry: None,
@@ -71,8 +74,9 @@ impl Client {
         self
     }
 
-    /// Calls `on_retry` before each retry, with the failure and the wait.
-    pub fn on_retry(mut self, on_retry: impl Fn(&ClientError, Duration) + Send + Sync + 'static) -> Self {
+    /// Calls `on_retry` before each retry, with the failure and the wait,
+    /// and when a call that had to wait succeeds.
+    pub fn on_retry(mut self, on_retry: impl Fn(RetryEvent<'_>) + Send + Sync + 'static) -> Self {
         self.on_retry = Some(std::sync::Arc::new(on_retry));
         self
     }

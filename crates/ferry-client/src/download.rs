@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use ferry_api::files::FileMetadata;
 use ferry_core::checksum::{Crc32c, PartHasher};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -13,6 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::client::Client;
 use crate::error::{ClientError, Result};
 use crate::progress::Progress;
+use crate::upload::file_crc32c;
 
 /// Which file a partial download holds bytes of, so that a resume never
 /// glues two different files together.
@@ -27,6 +29,8 @@ pub struct Downloaded {
     pub num_bytes: u64,
     /// Bytes that were already there from an interrupted download.
     pub resumed_from: u64,
+    /// The file at `path` already held these bytes: nothing was fetched.
+    pub unchanged: bool,
 }
 
 fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
@@ -35,13 +39,13 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     name.into()
 }
 
-/// CRC32C of what is already on disk, read once.
-async fn crc_of(path: &Path) -> Result<PartHasher> {
-    let mut file = tokio::fs::File::open(path).await.map_err(ClientError::io(path))?;
+/// CRC32C of what is already on disk, read once (errors name `out`).
+async fn crc_of(path: &Path, out: &Path) -> Result<PartHasher> {
+    let mut file = tokio::fs::File::open(path).await.map_err(ClientError::io(out))?;
     let mut hasher = PartHasher::default();
     let mut buffer = vec![0u8; 256 * 1024];
     loop {
-        let n = file.read(&mut buffer).await.map_err(ClientError::io(path))?;
+        let n = file.read(&mut buffer).await.map_err(ClientError::io(out))?;
         if n == 0 {
             return Ok(hasher);
         }
@@ -49,24 +53,44 @@ async fn crc_of(path: &Path) -> Result<PartHasher> {
     }
 }
 
+/// The file's CRC32C as the server knows it. Unknown only for a file not
+/// yet ingested whose parts went straight to an S3 store; then the length
+/// is all that can be checked.
+fn expected_crc(metadata: &FileMetadata, progress: &dyn Progress) -> Result<Option<Crc32c>> {
+    match &metadata.checksum_crc32c {
+        Some(text) => Ok(Some(
+            Crc32c::from_base64(text).map_err(|e| ClientError::Invalid(format!("the server's checksum: {e}")))?,
+        )),
+        None => {
+            progress.note("the server does not know this file's CRC32C yet: only its length is checked");
+            Ok(None)
+        }
+    }
+}
+
+/// Downloads `file_id` to `out`. With `skip_unchanged`, a file already at
+/// `out` with the server's size and CRC32C is left as it is.
 pub async fn download_file(
     client: &Client,
     file_id: &str,
     out: &Path,
+    skip_unchanged: bool,
     progress: Arc<dyn Progress>,
 ) -> Result<Downloaded> {
     let metadata = client.file_metadata(file_id).await?;
-    // Unknown only for a file not yet ingested whose parts went straight to
-    // an S3 store; then the length is all that can be checked.
-    let expected = match &metadata.checksum_crc32c {
-        Some(text) => {
-            Some(Crc32c::from_base64(text).map_err(|e| ClientError::Invalid(format!("the server's checksum: {e}")))?)
-        }
-        None => {
-            progress.note("the server does not know this file's CRC32C yet: only its length is checked");
-            None
-        }
-    };
+    let expected = expected_crc(&metadata, progress.as_ref())?;
+    if skip_unchanged
+        && let Some(expected) = expected
+        && tokio::fs::metadata(out).await.is_ok_and(|m| m.is_file() && m.len() == metadata.num_bytes)
+        && file_crc32c(out).await? == expected
+    {
+        return Ok(Downloaded {
+            path: out.to_owned(),
+            num_bytes: metadata.num_bytes,
+            resumed_from: 0,
+            unchanged: true,
+        });
+    }
     let partial = with_suffix(out, ".ferry-partial");
     let marker = with_suffix(out, ".ferry-partial.json");
 
@@ -81,10 +105,11 @@ pub async fn download_file(
     };
     if from == 0 {
         let marked = serde_json::to_vec(&PartialOf { file_uid: metadata.file_uid.clone() }).expect("serializes");
-        tokio::fs::write(&marker, marked).await.map_err(ClientError::io(&marker))?;
-        tokio::fs::File::create(&partial).await.map_err(ClientError::io(&partial))?;
+        // The two files beside `out` are ours; an error on them is one on `out`.
+        tokio::fs::write(&marker, marked).await.map_err(ClientError::io(out))?;
+        tokio::fs::File::create(&partial).await.map_err(ClientError::io(out))?;
     }
-    let mut hasher = if from > 0 { crc_of(&partial).await? } else { PartHasher::default() };
+    let mut hasher = if from > 0 { crc_of(&partial, out).await? } else { PartHasher::default() };
     progress.start(metadata.num_bytes, from);
 
     if from < metadata.num_bytes {
@@ -94,20 +119,19 @@ pub async fn download_file(
             from = 0;
             hasher = PartHasher::default();
         }
-        let mut file =
-            tokio::fs::OpenOptions::new().write(true).open(&partial).await.map_err(ClientError::io(&partial))?;
-        file.set_len(from).await.map_err(ClientError::io(&partial))?;
+        let mut file = tokio::fs::OpenOptions::new().write(true).open(&partial).await.map_err(ClientError::io(out))?;
+        file.set_len(from).await.map_err(ClientError::io(out))?;
         use tokio::io::AsyncSeekExt;
-        file.seek(std::io::SeekFrom::Start(from)).await.map_err(ClientError::io(&partial))?;
+        file.seek(std::io::SeekFrom::Start(from)).await.map_err(ClientError::io(out))?;
         let mut body = response.bytes_stream();
         while let Some(chunk) = body.next().await {
             // A cut-off keeps what arrived; the next run resumes from there.
             let chunk = chunk?;
-            file.write_all(&chunk).await.map_err(ClientError::io(&partial))?;
+            file.write_all(&chunk).await.map_err(ClientError::io(out))?;
             hasher.update(&chunk);
             progress.advance(chunk.len() as u64);
         }
-        file.sync_all().await.map_err(ClientError::io(&partial))?;
+        file.sync_all().await.map_err(ClientError::io(out))?;
     }
 
     let digest = hasher.finish();
@@ -124,5 +148,39 @@ pub async fn download_file(
     tokio::fs::rename(&partial, out).await.map_err(ClientError::io(out))?;
     let _ = tokio::fs::remove_file(&marker).await;
     progress.finish();
-    Ok(Downloaded { path: out.to_owned(), num_bytes: metadata.num_bytes, resumed_from: from })
+    Ok(Downloaded { path: out.to_owned(), num_bytes: metadata.num_bytes, resumed_from: from, unchanged: false })
+}
+
+/// Streams `file_id` into `sink` (standard output, say) and checks its
+/// CRC32C at the end. What was written cannot be taken back, so a mismatch
+/// is an error after the fact; nothing resumes.
+pub async fn download_to(
+    client: &Client,
+    file_id: &str,
+    sink: &mut (impl tokio::io::AsyncWrite + Unpin),
+    progress: Arc<dyn Progress>,
+) -> Result<u64> {
+    let metadata = client.file_metadata(file_id).await?;
+    let expected = expected_crc(&metadata, progress.as_ref())?;
+    progress.start(metadata.num_bytes, 0);
+    let response = client.download_from(file_id, 0).await?;
+    let mut hasher = PartHasher::default();
+    let mut body = response.bytes_stream();
+    let stdout = Path::new("standard output");
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk?;
+        sink.write_all(&chunk).await.map_err(ClientError::io(stdout))?;
+        hasher.update(&chunk);
+        progress.advance(chunk.len() as u64);
+    }
+    sink.flush().await.map_err(ClientError::io(stdout))?;
+    let digest = hasher.finish();
+    if digest.num_bytes != metadata.num_bytes || expected.is_some_and(|e| e != digest.crc32c) {
+        return Err(ClientError::Integrity {
+            expected: expected.map_or_else(|| format!("{} bytes", metadata.num_bytes), |e| e.to_base64()),
+            actual: format!("{} ({} bytes)", digest.crc32c.to_base64(), digest.num_bytes),
+        });
+    }
+    progress.finish();
+    Ok(digest.num_bytes)
 }

@@ -34,6 +34,10 @@ pub struct Header {
     pub file_uid: String,
     pub num_parts: u32,
     pub part_size: u64,
+    /// When the upload began (Unix seconds; 0 in entries written before
+    /// this was recorded).
+    #[serde(default)]
+    pub started_at: u64,
 }
 
 /// A finished part: its token and the CRC32C of its bytes.
@@ -136,6 +140,11 @@ impl Journal {
         }
     }
 
+    /// The interrupted upload with this id, if the journal holds it.
+    pub fn find_upload(&self, upload_id: &str) -> Result<Option<Entry>> {
+        Ok(self.list()?.into_iter().find(|e| e.header.upload_id == upload_id))
+    }
+
     /// Every interrupted upload the journal holds.
     pub fn list(&self) -> Result<Vec<Entry>> {
         let mut entries = Vec::new();
@@ -188,7 +197,16 @@ impl Header {
             file_uid: String::new(),
             num_parts: 0,
             part_size: 0,
+            started_at: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
         }
+    }
+}
+
+impl Entry {
+    /// The bytes of the parts already done.
+    pub fn bytes_done(&self) -> u64 {
+        let h = &self.header;
+        self.parts.keys().map(|&n| h.part_size.min(h.size.saturating_sub(n as u64 * h.part_size))).sum()
     }
 }
 
@@ -212,7 +230,13 @@ mod tests {
     use super::*;
 
     fn header(path: &str) -> Header {
-        Header { upload_id: "upl_x".into(), num_parts: 3, ..Header::new("http://s", Path::new(path), 10, 7) }
+        Header {
+            upload_id: "upl_x".into(),
+            num_parts: 3,
+            part_size: 4,
+            started_at: 1,
+            ..Header::new("http://s", Path::new(path), 10, 7)
+        }
     }
 
     #[tokio::test]
@@ -234,7 +258,10 @@ mod tests {
         writer.record(PartRecord { part_number: 1, token: "\"t1\"".into(), crc32c: 11 }).await.unwrap();
         let entry = reopened.load("http://s", Path::new("/data/a.bin")).unwrap().unwrap();
         assert_eq!(entry.parts.keys().copied().collect::<Vec<_>>(), [0, 1, 2]);
+        assert_eq!(entry.bytes_done(), 10, "parts of 4, 4 and the last 2 bytes");
         assert_eq!(journal.list().unwrap().len(), 1);
+        assert_eq!(journal.find_upload("upl_x").unwrap().unwrap().header.path, Path::new("/data/a.bin"));
+        assert!(journal.find_upload("upl_y").unwrap().is_none());
         assert!(journal.load("http://other", Path::new("/data/a.bin")).unwrap().is_none());
 
         journal.remove("http://s", Path::new("/data/a.bin")).unwrap();

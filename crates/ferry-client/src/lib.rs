@@ -17,6 +17,6 @@ pub mod retry;
 pub mod upload;
 
 pub use client::Client;
-pub use error::{ClientError, Result};
+pub use error::{ClientError, Result, Transport};
 pub use progress::{NoProgress, Progress};
-pub use retry::RetryPolicy;
+pub use retry::{RetryEvent, RetryPolicy};

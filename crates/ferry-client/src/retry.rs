@@ -8,8 +8,17 @@ use backon::{ExponentialBuilder, Retryable};
 
 use crate::error::{ClientError, Result};
 
-/// Told of each failure that will be retried, and the wait before it.
-pub type OnRetry = Option<std::sync::Arc<dyn Fn(&ClientError, Duration) + Send + Sync>>;
+/// What a retrying call tells whoever watches it.
+#[derive(Debug)]
+pub enum RetryEvent<'a> {
+    /// This failure will be retried after `wait`.
+    Waiting { error: &'a ClientError, wait: Duration },
+    /// A call that had to wait has succeeded.
+    Recovered,
+}
+
+/// Told of each failure that will be retried, and of the success after.
+pub type OnRetry = Option<std::sync::Arc<dyn Fn(RetryEvent<'_>) + Send + Sync>>;
 
 /// How hard to try before giving up.
 #[derive(Debug, Clone, Copy)]
@@ -48,13 +57,15 @@ impl RetryPolicy {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        attempt
+        let waited = std::sync::atomic::AtomicBool::new(false);
+        let outcome = attempt
             .retry(self.backoff())
             .sleep(tokio::time::sleep)
             .when(ClientError::is_retryable)
-            .notify(|e, delay| {
+            .notify(|error, wait| {
+                waited.store(true, std::sync::atomic::Ordering::Relaxed);
                 if let Some(on_retry) = on_retry {
-                    on_retry(e, delay);
+                    on_retry(RetryEvent::Waiting { error, wait });
                 }
             })
             // The server knows best how long it needs (429, 503).
@@ -62,6 +73,13 @@ impl RetryPolicy {
                 (Some(asked), Some(_)) => Some(asked),
                 (_, delay) => delay,
             })
-            .await
+            .await;
+        if outcome.is_ok()
+            && waited.into_inner()
+            && let Some(on_retry) = on_retry
+        {
+            on_retry(RetryEvent::Recovered);
+        }
+        outcome
     }
 }

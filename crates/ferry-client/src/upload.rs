@@ -10,11 +10,13 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
 use ferry_api::ErrorCode;
+use ferry_api::files::FileMetadata;
 use ferry_api::uploads::{
     CompleteUploadRequest, InitiateUploadRequest, InitiateUploadResponse, IntegrityAlgorithm, PartDescriptor,
     PartTokenEntry,
 };
 use ferry_core::checksum::{Crc32c, PartHasher};
+use ferry_core::names::validate_file_name;
 use ferry_core::upload::file_type_from_name;
 use futures_util::{StreamExt, TryStreamExt};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
@@ -42,11 +44,21 @@ pub struct UploadOptions {
     pub simple_threshold: u64,
     /// A cap on the upload rate, in bytes per second.
     pub limit_rate: Option<u64>,
+    /// Send nothing when the server's file of this name has the same size
+    /// and CRC32C.
+    pub skip_unchanged: bool,
 }
 
 impl Default for UploadOptions {
     fn default() -> Self {
-        Self { file_name: None, file_type: None, parallel: 8, simple_threshold: 16 * 1024 * 1024, limit_rate: None }
+        Self {
+            file_name: None,
+            file_type: None,
+            parallel: 8,
+            simple_threshold: 16 * 1024 * 1024,
+            limit_rate: None,
+            skip_unchanged: true,
+        }
     }
 }
 
@@ -54,6 +66,8 @@ impl Default for UploadOptions {
 pub enum Method {
     Simple,
     Direct,
+    /// The server already had these bytes under this name: nothing sent.
+    Unchanged,
 }
 
 /// What an upload did.
@@ -109,27 +123,93 @@ pub async fn upload_file(
         Some(name) => name.clone(),
         None => local.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
     };
+    // The server would refuse the name, or (a simple upload's) keep only
+    // its last segment: say so before a byte is sent.
+    validate_file_name(&file_name)
+        .map_err(|reason| ClientError::Invalid(format!("cannot upload as `{}`: {reason}", file_name.escape_debug())))?;
     let file_type = options
         .file_type
         .clone()
         .or_else(|| file_type_from_name(&file_name).map(str::to_owned))
         .unwrap_or_else(|| "application/octet-stream".to_owned());
-    if local.size < options.simple_threshold && local.size > 0 {
-        progress.start(local.size, 0);
-        let uploaded = client.simple_upload(&local.path, &file_name, &file_type).await?;
-        progress.advance(local.size);
-        progress.finish();
+    let interrupted = journal.load(client.base_url(), &local.path)?.is_some();
+    if options.skip_unchanged
+        && !interrupted
+        && let Some(file) = unchanged_on_server(client, &local, &file_name).await?
+    {
         return Ok(Uploaded {
-            file_id: uploaded.file_id,
-            file_uid: uploaded.file_uid,
+            file_id: file.file_id,
+            file_uid: file.file_uid,
             num_bytes: local.size,
-            method: Method::Simple,
+            method: Method::Unchanged,
             resumed: false,
-            parts_total: 1,
-            parts_sent: 1,
+            parts_total: 0,
+            parts_sent: 0,
         });
     }
+    if local.size < options.simple_threshold && !interrupted {
+        progress.start(local.size, 0);
+        match client.simple_upload(&local.path, &file_name, &file_type).await {
+            Ok(uploaded) => {
+                progress.advance(local.size);
+                progress.finish();
+                return Ok(Uploaded {
+                    file_id: uploaded.file_id,
+                    file_uid: uploaded.file_uid,
+                    num_bytes: local.size,
+                    method: Method::Simple,
+                    resumed: false,
+                    parts_total: 1,
+                    parts_sent: 1,
+                });
+            }
+            // This server takes less whole than we thought: parts then
+            // (an empty file cannot go in parts, and is never too large).
+            Err(e) if e.status() == Some(413) && local.size > 0 => {
+                progress.note("the server takes files this large only in parts: sending it in parts");
+            }
+            Err(e) => return Err(e),
+        }
+    }
     Direct { client, journal, local, file_name, file_type, options, progress }.run().await
+}
+
+/// The server's file of this name, if it holds exactly the local bytes
+/// (same size, same CRC32C; the CRC is computed only when the sizes match).
+async fn unchanged_on_server(client: &Client, local: &LocalFile, file_name: &str) -> Result<Option<FileMetadata>> {
+    let file = match client.file_metadata(file_name).await {
+        Ok(file) => file,
+        Err(e) if e.code() == Some(ErrorCode::FileNotFound) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let Some(remote) = file.checksum_crc32c.as_deref().and_then(|c| Crc32c::from_base64(c).ok()) else {
+        return Ok(None);
+    };
+    if file.num_bytes != local.size || file_crc32c(&local.path).await? != remote {
+        return Ok(None);
+    }
+    Ok(Some(file))
+}
+
+/// The CRC32C of a whole local file, read in large chunks on a blocking
+/// thread (the CRC runs at memory speed; the disk sets the pace).
+pub(crate) async fn file_crc32c(path: &Path) -> Result<Crc32c> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut file = std::fs::File::open(&path).map_err(ClientError::io(&path))?;
+        let mut buffer = vec![0u8; 4 * 1024 * 1024];
+        let mut crc = Crc32c(0);
+        loop {
+            let n = file.read(&mut buffer).map_err(ClientError::io(&path))?;
+            if n == 0 {
+                return Ok(crc);
+            }
+            crc = crc.combine(Crc32c::of(&buffer[..n]), n as u64);
+        }
+    })
+    .await
+    .map_err(|e| ClientError::Invalid(format!("reading the file stopped: {e}")))?
 }
 
 struct Direct<'a> {

@@ -7,8 +7,18 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use ferry_server::settings::{Settings, StorageSettings};
 
+/// What `ferry`'s exit status means, shown at the end of every `--help`.
+pub const EXIT_STATUS: &str = "Exit status: 0 done, 1 failed, 2 usage error, 130 interrupted (Ctrl-C; \
+                               run the same command again to resume).";
+
 #[derive(Debug, Parser)]
-#[command(name = "ferry", version, about = "A self-hostable file service for files of any size")]
+#[command(
+    name = "ferry",
+    version,
+    about = "A self-hostable file service for files of any size",
+    after_help = EXIT_STATUS,
+    propagate_version = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -27,16 +37,25 @@ pub enum Command {
     ///
     /// Example: ferry admin key create --org default
     Admin(AdminArgs),
-    /// Upload files: small ones whole, others in parallel parts, resumable.
+    /// Upload files or folders: small files whole, others in parallel parts,
+    /// resumable; a file the server already has (same name, size and
+    /// CRC32C) is not sent again.
     ///
     /// Run it again after an interruption (Ctrl-C, a crash, a lost network)
-    /// and it sends only what the server does not have yet.
+    /// and it sends only what the server does not have yet. Files take
+    /// their base names on the server.
     ///
-    /// Example: ferry upload videos/*.mp4 --parallel 8
+    /// Examples: ferry upload videos/*.mp4 --parallel 8
+    ///           ferry upload -r datasets/ --jobs 8
+    ///           tar c logs | ferry upload - --name logs.tar
+    #[command(after_help = EXIT_STATUS)]
     Upload(UploadArgs),
-    /// Download a file, resuming a cut-off download and checking its CRC32C.
+    /// Download a file, resuming a cut-off download and checking its CRC32C;
+    /// a local file that already holds the same bytes is left as it is.
     ///
-    /// Example: ferry download train.parquet -o data/train.parquet
+    /// Examples: ferry download train.parquet -o data/train.parquet
+    ///           ferry download logs.tar -o - | tar x
+    #[command(after_help = EXIT_STATUS)]
     Download(DownloadArgs),
     /// List files.
     ///
@@ -50,10 +69,29 @@ pub enum Command {
     ///
     /// Example: ferry rm old-report.csv
     Rm(RmArgs),
-    /// Show the interrupted uploads this machine can resume.
+    /// Show the interrupted uploads this machine can resume: how much of
+    /// each is done and how old it is.
     ///
     /// Example: ferry status
     Status(StatusArgs),
+    /// Abandon interrupted uploads: on the server and in this machine's
+    /// journal.
+    ///
+    /// Examples: ferry abort videos/big.mp4
+    ///           ferry abort upl_01jfz8k2m4c5v6b7n8p9q0r1s2
+    ///           ferry abort --all
+    #[command(after_help = EXIT_STATUS)]
+    Abort(AbortArgs),
+    /// Print a shell completion script.
+    ///
+    /// Examples: ferry completions bash > /etc/bash_completion.d/ferry
+    ///           ferry completions zsh > "${fpath[1]}/_ferry"
+    ///           ferry completions fish > ~/.config/fish/completions/ferry.fish
+    Completions { shell: clap_complete::Shell },
+    /// Print ferry's man page (roff).
+    ///
+    /// Example: ferry man > /usr/local/share/man/man1/ferry.1
+    Man,
     /// Print the OpenAPI 3.1 document of the API.
     ///
     /// Example: ferry openapi > openapi.json
@@ -141,7 +179,7 @@ pub enum KeyCommand {
 /// Where the server is and the key to use.
 #[derive(Debug, Args)]
 pub struct Connection {
-    /// The server [default: http://127.0.0.1:8080].
+    /// The server, with or without the API's `/v0.5` [default: http://127.0.0.1:8080].
     #[arg(long, env = "FERRY_URL", default_value = "http://127.0.0.1:8080")]
     pub url: String,
     /// The API key.
@@ -163,17 +201,27 @@ pub struct Output {
 
 #[derive(Debug, Args)]
 pub struct UploadArgs {
+    /// Files and folders to upload; `-` reads standard input (with --name).
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
     /// The name on the server (one file only) [default: the file's name].
     #[arg(long)]
     pub name: Option<String>,
+    /// Upload the files in subfolders too.
+    #[arg(long, short)]
+    pub recursive: bool,
+    /// Files in flight at once (each with --parallel parts).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: u16,
+    /// Send files even when the server already has the same bytes under the name.
+    #[arg(long)]
+    pub force: bool,
     /// The file type [default: from the extension].
     #[arg(long = "type")]
     pub file_type: Option<String>,
-    /// Parts in flight at once.
-    #[arg(long, default_value_t = 8)]
-    pub parallel: usize,
+    /// Parts in flight at once, per file.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    pub parallel: u16,
     /// Files smaller than this many bytes are sent whole.
     #[arg(long, default_value_t = 16 * 1024 * 1024)]
     pub simple_threshold: u64,
@@ -189,9 +237,12 @@ pub struct UploadArgs {
 #[derive(Debug, Args)]
 pub struct DownloadArgs {
     pub file_id: String,
-    /// Where to write it [default: the file's name, here].
+    /// Where to write it; `-` for standard output [default: the file's name, here].
     #[arg(long, short)]
     pub output_path: Option<PathBuf>,
+    /// Download even when the local file already holds the same bytes.
+    #[arg(long)]
+    pub force: bool,
     #[command(flatten)]
     pub connection: Connection,
     #[command(flatten)]
@@ -238,4 +289,16 @@ pub struct StatusArgs {
     /// JSON, for scripts.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AbortArgs {
+    /// Local paths of interrupted uploads, or their upload ids (`ferry status` lists both).
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub targets: Vec<String>,
+    /// Every interrupted upload to this server.
+    #[arg(long)]
+    pub all: bool,
+    #[command(flatten)]
+    pub connection: Connection,
 }

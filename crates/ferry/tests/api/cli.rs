@@ -143,6 +143,11 @@ async fn an_upload_survives_a_server_restart_without_a_rerun() {
     succeeded(&output);
     assert_eq!(json_lines(&output)[0]["status"], "uploaded");
     assert_eq!(sha256(&restarted.client().download("restart.bin").await.body), sha256(&data));
+    // One line when the server went away and one when it came back, not
+    // one per part that waited.
+    let notes = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(notes.matches("retrying until it answers").count(), 1, "{notes}");
+    assert_eq!(notes.matches("the server answers again").count(), 1, "{notes}");
 }
 
 /// A file changed between runs is uploaded anew, never resumed into a mix.
@@ -300,9 +305,12 @@ async fn ls_walks_the_pages_newest_first() {
 
 #[test]
 fn every_command_has_help_with_an_example() {
-    for command in ["serve", "admin", "upload", "download", "ls", "info", "rm", "status", "openapi"] {
+    let commands =
+        ["serve", "admin", "upload", "download", "ls", "info", "rm", "status", "abort", "completions", "man"];
+    for command in commands.into_iter().chain(["openapi"]) {
         let output = ferry().args([command, "--help"]).output().unwrap();
         let help = String::from_utf8_lossy(&output.stdout);
-        assert!(output.status.success() && help.contains("Example:"), "`ferry {command} --help`:\n{help}");
+        let example = help.contains("Example:") || help.contains("Examples:");
+        assert!(output.status.success() && example, "`ferry {command} --help`:\n{help}");
     }
 }

@@ -8,6 +8,7 @@ mod abort;
 mod check;
 mod checkpoint;
 mod cli;
+mod cli_habits;
 mod clients;
 mod complete;
 mod connections;
