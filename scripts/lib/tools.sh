@@ -50,9 +50,29 @@ install_fuzz_tools() {
 install_bench_tools() {
   local missing=()
   command -v wrk >/dev/null || missing+=(wrk)
+  command -v fio >/dev/null || missing+=(fio)
   [ -x /usr/bin/time ] || missing+=(time)
+  command -v nginx >/dev/null || missing+=(nginx)
+  command -v openssl >/dev/null || missing+=(openssl)
   [ ${#missing[@]} -eq 0 ] && return
   echo "scripts: installing ${missing[*]} from Debian" >&2
   apt-get install -y -q "${missing[@]}" >/dev/null 2>&1 ||
     { apt-get update -q >/dev/null && apt-get install -y -q "${missing[@]}" >/dev/null; }
+}
+
+# The tus reference server (@tus/server 2, @tus/file-store) and client
+# (tus-js-client) from npm, pinned, for bench/run's ingest peer; in the
+# tools cache, with bench/tus's two scripts copied beside them (Node
+# resolves their imports from there). Sets tus_dir.
+install_tus() {
+  local tools=$1
+  tus_dir=$tools/tus-server-2.4.5
+  if [ ! -d "$tus_dir/node_modules/tus-js-client" ]; then
+    command -v npm >/dev/null || { echo "scripts: the tus peer needs Node.js 20 and npm" >&2; return 1; }
+    echo "scripts: installing the tus server and client from npm into $tus_dir" >&2
+    mkdir -p "$tus_dir"
+    (cd "$tus_dir" && npm install --no-audit --no-fund --silent \
+      @tus/server@2.4.5 @tus/file-store@2.1.1 tus-js-client@4.3.1 >/dev/null)
+  fi
+  cp bench/tus/*.mjs "$tus_dir/"
 }

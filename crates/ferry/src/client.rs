@@ -40,7 +40,7 @@ pub fn error_json(e: &ClientError) -> serde_json::Value {
 pub async fn download(args: DownloadArgs) -> anyhow::Result<()> {
     let screen = Screen::new(&args.output);
     let client = connect(&args.connection, &screen, TRANSFER_PATIENCE)?;
-    let progress = screen.file(&args.file_id, None);
+    let progress = screen.file(&args.file_id, 0, None);
     if args.output_path.as_deref() == Some(Path::new("-")) {
         let mut stdout = tokio::io::stdout();
         let sent = download_to(&client, &args.file_id, &mut stdout, progress.clone()).await;

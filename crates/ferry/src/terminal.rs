@@ -94,10 +94,11 @@ impl Screen {
         Some(bar)
     }
 
-    /// The progress of one file: its own line under the overall bar.
-    pub fn file(self: &Arc<Self>, label: &str, overall: Option<ProgressBar>) -> Arc<FileProgress> {
+    /// The progress of one file of `size` bytes (0 if not known yet): its
+    /// own line under the overall bar.
+    pub fn file(self: &Arc<Self>, label: &str, size: u64, overall: Option<ProgressBar>) -> Arc<FileProgress> {
         let bar = self.bars.as_ref().map(|bars| {
-            let bar = bars.add(ProgressBar::new(0));
+            let bar = bars.add(ProgressBar::new(size));
             bar.set_style(
                 ProgressStyle::with_template(
                     "  {msg:28!} [{bar:30}] {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12} ETA {eta}",

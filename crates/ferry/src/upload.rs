@@ -153,7 +153,8 @@ pub async fn upload(args: UploadArgs) -> anyhow::Result<()> {
             let options = UploadOptions { file_name: Some(name.clone()), ..options.clone() };
             let json = args.output.json;
             async move {
-                let progress = screen.file(&name, overall);
+                let size = if let Source::File { size, .. } = &source { *size } else { 0 };
+                let progress = screen.file(&name, size, overall);
                 let shown = source.shown();
                 let outcome = match &source {
                     Source::File { path, size } => {

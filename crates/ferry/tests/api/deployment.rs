@@ -230,6 +230,14 @@ async fn the_cli_trusts_the_ca_that_ssl_cert_file_names() {
     let file = work.path().join("ca-trusted.bin");
     let data = bytes(2 * PART + 5, 9);
     std::fs::write(&file, &data).unwrap();
+    // Without the CA the certificate is refused: at once, not after
+    // minutes of retrying, with what to do.
+    let started = std::time::Instant::now();
+    let refused = cli(&server, work.path(), &["upload"]).arg(&file).env_remove("SSL_CERT_FILE").output().unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("TLS") && stderr.contains("SSL_CERT_FILE"), "{stderr}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "took {:?}", started.elapsed());
     let output =
         cli(&server, work.path(), &["upload"]).arg(&file).env("SSL_CERT_FILE", &certificate.ca).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
