@@ -36,7 +36,8 @@ use tokio_util::io::ReaderStream;
 use crate::{BlobError, BlobInventory, BlobStore, ByteSource, ByteStream, Result, StoreUpload};
 
 /// Bytes gathered before one positioned write: big enough that syscalls
-/// are few, small enough that 64 concurrent PUTs stay within a few MiB each.
+/// are few, small enough that 64 concurrent PUTs (two buffers each: one
+/// filling, one being written) stay within a few MiB each.
 const WRITE_BUFFER: usize = 256 * 1024;
 /// The read size when streaming a file out.
 const READ_BUFFER: usize = 256 * 1024;
@@ -258,11 +259,7 @@ impl PartClaim {
         })
         .await?;
         let write_turn = self.write_turn.clone();
-        Ok(PartWriter(Writer {
-            sink: Some(Sink::new(file, range.offset, Some(self), write_turn)),
-            received: 0,
-            limit: range.length,
-        }))
+        Ok(PartWriter(Writer::new(Sink::new(file, range.offset, Some(self), write_turn), range.length)))
     }
 }
 
@@ -364,55 +361,80 @@ impl Sink {
     }
 }
 
-/// Streams bytes into a [`Sink`], at most `limit` of them.
+/// Streams bytes into a [`Sink`], at most `limit` of them. While the sink
+/// writes one buffer on a blocking thread, the next fills from the
+/// network: receiving and writing overlap even for a single stream.
 struct Writer {
-    /// `None` only while a blocking write holds it, or after a failure.
+    /// `None` while a write is in flight, or after a failure.
     sink: Option<Box<Sink>>,
+    /// The write in flight; the sink comes back with its outcome.
+    pending: Option<tokio::task::JoinHandle<(Box<Sink>, Result<()>)>>,
+    /// Bytes gathering for the next write.
+    filling: Vec<u8>,
     received: u64,
     limit: u64,
 }
 
 impl Writer {
+    fn new(sink: Box<Sink>, limit: u64) -> Self {
+        Self { sink: Some(sink), pending: None, filling: Vec::with_capacity(WRITE_BUFFER), received: 0, limit }
+    }
+
     /// Takes the next chunk. A chunk that would run past the limit is
     /// refused whole: nothing is ever written past it.
     async fn write(&mut self, mut chunk: Bytes) -> Result<()> {
         self.received += chunk.len() as u64;
         if self.received > self.limit {
+            // Refused once the write in flight has landed: the answer
+            // comes when this PUT has stopped touching the file.
+            let _ = self.settle().await;
             return Err(BlobError::TooLong { expected: self.limit });
         }
-        // The buffer is filled to its capacity and never past it: a Vec
-        // grown by one byte doubles, and with 64 parts in flight that
+        // The buffers are filled to their capacity and never past it: a
+        // Vec grown by one byte doubles, and with 64 parts in flight that
         // doubling was a third of the server's memory.
         while !chunk.is_empty() {
-            let sink = self.sink.as_mut().ok_or(BlobError::UploadGone)?;
-            let room = WRITE_BUFFER - sink.buffer.len();
+            let room = WRITE_BUFFER - self.filling.len();
             let taken = chunk.split_to(room.min(chunk.len()));
-            sink.buffer.extend_from_slice(&taken);
-            if sink.buffer.len() == WRITE_BUFFER {
-                self.run(Sink::flush).await?;
+            self.filling.extend_from_slice(&taken);
+            if self.filling.len() == WRITE_BUFFER {
+                self.settle().await?;
+                let mut sink = self.sink.take().ok_or(BlobError::UploadGone)?;
+                std::mem::swap(&mut sink.buffer, &mut self.filling);
+                self.pending = Some(spawn_blocking(move || {
+                    let outcome = sink.flush();
+                    (sink, outcome)
+                }));
             }
+        }
+        Ok(())
+    }
+
+    /// Waits for the write in flight, if any, and takes the sink back.
+    async fn settle(&mut self) -> Result<()> {
+        if let Some(pending) = self.pending.take() {
+            let (sink, outcome) = pending.await.map_err(|e| BlobError::Io(std::io::Error::other(e)))?;
+            outcome?;
+            self.sink = Some(sink);
         }
         Ok(())
     }
 
     /// Writes what is buffered, makes it durable and returns the digest.
     async fn finish(&mut self) -> Result<PartDigest> {
-        self.run(Sink::flush_and_sync).await?;
-        Ok(self.sink.as_ref().ok_or(BlobError::UploadGone)?.hasher.finish())
-    }
-
-    async fn run(&mut self, f: impl FnOnce(&mut Sink) -> Result<()> + Send + 'static) -> Result<()> {
+        self.settle().await?;
         let mut sink = self.sink.take().ok_or(BlobError::UploadGone)?;
+        std::mem::swap(&mut sink.buffer, &mut self.filling);
         let (sink, outcome) = spawn_blocking(move || {
-            let outcome = f(&mut sink);
+            let outcome = sink.flush_and_sync();
             (sink, outcome)
         })
         .await
         .map_err(|e| BlobError::Io(std::io::Error::other(e)))?;
-        if outcome.is_ok() {
-            self.sink = Some(sink);
-        }
-        outcome
+        outcome?;
+        let digest = sink.hasher.finish();
+        self.sink = Some(sink);
+        Ok(digest)
     }
 }
 
@@ -422,6 +444,13 @@ impl Writer {
 pub struct PartWriter(Writer);
 
 impl PartWriter {
+    /// Stops writing: waits for the write in flight to land, so that the
+    /// part's claim is free when this returns (dropping a writer frees it
+    /// only once that write is done).
+    pub async fn abandon(mut self) {
+        let _ = self.0.settle().await;
+    }
+
     /// Takes the next chunk of the body; refuses one that would run past
     /// the part's length.
     pub async fn write(&mut self, chunk: Bytes) -> Result<()> {
@@ -434,6 +463,7 @@ impl PartWriter {
     pub async fn finish(mut self) -> Result<(PartDigest, PartClaim)> {
         let expected = self.0.limit;
         if self.0.received != expected {
+            let _ = self.0.settle().await;
             return Err(BlobError::TooShort { received: self.0.received, expected });
         }
         let digest = self.0.finish().await?;
@@ -477,7 +507,7 @@ impl BlobStore for LocalDisk {
         let file =
             blocking(move || OpenOptions::new().write(true).create_new(true).open(path).map_err(BlobError::from_io))
                 .await?;
-        let mut writer = Writer { sink: Some(Sink::new(file, 0, None, Arc::default())), received: 0, limit: max_len };
+        let mut writer = Writer::new(Sink::new(file, 0, None, Arc::default()), max_len);
         let written = async {
             while let Some(chunk) = bytes.next().await {
                 writer.write(chunk.map_err(BlobError::Source)?).await?;

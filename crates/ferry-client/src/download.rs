@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ferry_api::files::FileMetadata;
-use ferry_core::checksum::{Crc32c, PartHasher};
+use ferry_core::checksum::{Crc32c, Crc32cHasher};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -40,9 +40,9 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 }
 
 /// CRC32C of what is already on disk, read once (errors name `out`).
-async fn crc_of(path: &Path, out: &Path) -> Result<PartHasher> {
+async fn crc_of(path: &Path, out: &Path) -> Result<Crc32cHasher> {
     let mut file = tokio::fs::File::open(path).await.map_err(ClientError::io(out))?;
-    let mut hasher = PartHasher::default();
+    let mut hasher = Crc32cHasher::default();
     let mut buffer = vec![0u8; 256 * 1024];
     loop {
         let n = file.read(&mut buffer).await.map_err(ClientError::io(out))?;
@@ -109,7 +109,7 @@ pub async fn download_file(
         tokio::fs::write(&marker, marked).await.map_err(ClientError::io(out))?;
         tokio::fs::File::create(&partial).await.map_err(ClientError::io(out))?;
     }
-    let mut hasher = if from > 0 { crc_of(&partial, out).await? } else { PartHasher::default() };
+    let mut hasher = if from > 0 { crc_of(&partial, out).await? } else { Crc32cHasher::default() };
     progress.start(metadata.num_bytes, from);
 
     if from < metadata.num_bytes {
@@ -117,7 +117,7 @@ pub async fn download_file(
         if response.status() == reqwest::StatusCode::OK && from > 0 {
             // The server sent the whole file after all: start over.
             from = 0;
-            hasher = PartHasher::default();
+            hasher = Crc32cHasher::default();
         }
         let mut file = tokio::fs::OpenOptions::new().write(true).open(&partial).await.map_err(ClientError::io(out))?;
         file.set_len(from).await.map_err(ClientError::io(out))?;
@@ -134,15 +134,15 @@ pub async fn download_file(
         file.sync_all().await.map_err(ClientError::io(out))?;
     }
 
-    let digest = hasher.finish();
-    let crc_matches = expected.is_none_or(|expected| expected == digest.crc32c);
-    if digest.num_bytes != metadata.num_bytes || !crc_matches {
+    let (crc, num_bytes) = (hasher.finish(), hasher.num_bytes());
+    let crc_matches = expected.is_none_or(|expected| expected == crc);
+    if num_bytes != metadata.num_bytes || !crc_matches {
         // Wrong bytes can never be resumed into right ones: start over next time.
         let _ = tokio::fs::remove_file(&partial).await;
         let _ = tokio::fs::remove_file(&marker).await;
         return Err(ClientError::Integrity {
             expected: expected.map_or_else(|| format!("{} bytes", metadata.num_bytes), |e| e.to_base64()),
-            actual: format!("{} ({} bytes)", digest.crc32c.to_base64(), digest.num_bytes),
+            actual: format!("{} ({num_bytes} bytes)", crc.to_base64()),
         });
     }
     tokio::fs::rename(&partial, out).await.map_err(ClientError::io(out))?;
@@ -164,7 +164,7 @@ pub async fn download_to(
     let expected = expected_crc(&metadata, progress.as_ref())?;
     progress.start(metadata.num_bytes, 0);
     let response = client.download_from(file_id, 0).await?;
-    let mut hasher = PartHasher::default();
+    let mut hasher = Crc32cHasher::default();
     let mut body = response.bytes_stream();
     let stdout = Path::new("standard output");
     while let Some(chunk) = body.next().await {
@@ -174,13 +174,13 @@ pub async fn download_to(
         progress.advance(chunk.len() as u64);
     }
     sink.flush().await.map_err(ClientError::io(stdout))?;
-    let digest = hasher.finish();
-    if digest.num_bytes != metadata.num_bytes || expected.is_some_and(|e| e != digest.crc32c) {
+    let (crc, num_bytes) = (hasher.finish(), hasher.num_bytes());
+    if num_bytes != metadata.num_bytes || expected.is_some_and(|e| e != crc) {
         return Err(ClientError::Integrity {
             expected: expected.map_or_else(|| format!("{} bytes", metadata.num_bytes), |e| e.to_base64()),
-            actual: format!("{} ({} bytes)", digest.crc32c.to_base64(), digest.num_bytes),
+            actual: format!("{} ({num_bytes} bytes)", crc.to_base64()),
         });
     }
     progress.finish();
-    Ok(digest.num_bytes)
+    Ok(num_bytes)
 }

@@ -15,7 +15,7 @@ use ferry_api::uploads::{
     CompleteUploadRequest, InitiateUploadRequest, InitiateUploadResponse, IntegrityAlgorithm, PartDescriptor,
     PartTokenEntry,
 };
-use ferry_core::checksum::{Crc32c, PartHasher};
+use ferry_core::checksum::{Crc32c, Crc32cHasher};
 use ferry_core::names::validate_file_name;
 use ferry_core::upload::file_type_from_name;
 use futures_util::{StreamExt, TryStreamExt};
@@ -199,13 +199,13 @@ pub(crate) async fn file_crc32c(path: &Path) -> Result<Crc32c> {
         use std::io::Read;
         let mut file = std::fs::File::open(&path).map_err(ClientError::io(&path))?;
         let mut buffer = vec![0u8; 4 * 1024 * 1024];
-        let mut crc = Crc32c(0);
+        let mut hasher = Crc32cHasher::default();
         loop {
             let n = file.read(&mut buffer).map_err(ClientError::io(&path))?;
             if n == 0 {
-                return Ok(crc);
+                return Ok(hasher.finish());
             }
-            crc = crc.combine(Crc32c::of(&buffer[..n]), n as u64);
+            hasher.update(&buffer[..n]);
         }
     })
     .await
@@ -338,11 +338,15 @@ impl Direct<'_> {
             upload_id: response.upload_id.clone(),
             rate: self.options.limit_rate.map(|r| Arc::new(RateLimit::new(r))),
             in_flight: Arc::new(AtomicUsize::new(0)),
+            sending: Arc::new(tokio::sync::Semaphore::new(self.options.parallel.max(1))),
             writer,
         };
+        // `parallel` parts send their bytes at once; as many again may be
+        // waiting for their answer (the server syncs a part before it
+        // answers), so the next part's bytes flow meanwhile.
         let sent: Vec<PartRecord> = futures_util::stream::iter(todo.into_values())
             .map(|part| sender.send(part, self.progress.clone()))
-            .buffer_unordered(self.options.parallel.max(1))
+            .buffer_unordered(2 * self.options.parallel.max(1))
             .try_collect()
             .await?;
         for record in sent {
@@ -398,7 +402,7 @@ async fn read_part_crc(path: &Path, offset: u64, length: u64) -> Result<Crc32c> 
     let mut file = tokio::fs::File::open(path).await.map_err(ClientError::io(path))?;
     file.seek(std::io::SeekFrom::Start(offset)).await.map_err(ClientError::io(path))?;
     let mut reader = file.take(length);
-    let mut hasher = PartHasher::default();
+    let mut hasher = Crc32cHasher::default();
     let mut buffer = vec![0u8; CHUNK];
     loop {
         let n = reader.read(&mut buffer).await.map_err(ClientError::io(path))?;
@@ -407,7 +411,7 @@ async fn read_part_crc(path: &Path, offset: u64, length: u64) -> Result<Crc32c> 
         }
         hasher.update(&buffer[..n]);
     }
-    Ok(hasher.finish().crc32c)
+    Ok(hasher.finish())
 }
 
 /// Sends parts of one upload; shared by the parts in flight.
@@ -417,6 +421,9 @@ struct PartSender {
     upload_id: String,
     rate: Option<Arc<RateLimit>>,
     in_flight: Arc<AtomicUsize>,
+    /// A permit a part's body holds while it streams out, released at its
+    /// last byte (not at the answer): `parallel` bodies flow at once.
+    sending: Arc<tokio::sync::Semaphore>,
     writer: EntryWriter,
 }
 
@@ -451,9 +458,10 @@ impl PartSender {
 
     /// One PUT of a part, its body streamed from the file by range.
     async fn put_once(&self, part: &PartDescriptor, progress: Arc<dyn Progress>) -> Result<(String, Crc32c)> {
+        let mut permit = Some(self.sending.clone().acquire_owned().await.expect("the semaphore is never closed"));
         let mut file = tokio::fs::File::open(&self.path).await.map_err(ClientError::io(&self.path))?;
         file.seek(std::io::SeekFrom::Start(part.offset)).await.map_err(ClientError::io(&self.path))?;
-        let hasher = Arc::new(std::sync::Mutex::new(PartHasher::default()));
+        let hasher = Arc::new(std::sync::Mutex::new(Crc32cHasher::default()));
         let counted = Arc::new(AtomicU64::new(0));
         let (rate, hasher_in, counted_in, progress_in) =
             (self.rate.clone(), hasher.clone(), counted.clone(), progress.clone());
@@ -471,6 +479,11 @@ impl PartSender {
                 Ok::<_, std::io::Error>(chunk)
             }
         });
+        // Past the last byte, the permit goes to the next part.
+        let body = body.chain(futures_util::stream::poll_fn(move |_| {
+            permit.take();
+            std::task::Poll::Ready(None)
+        }));
         let sent = self
             .client
             .http
@@ -491,11 +504,11 @@ impl PartSender {
         };
         match outcome {
             Ok(token) => {
-                let digest = hasher.lock().unwrap_or_else(|e| e.into_inner()).finish();
-                if digest.num_bytes != part.length {
+                let hasher = hasher.lock().unwrap_or_else(|e| e.into_inner());
+                if hasher.num_bytes() != part.length {
                     return Err(ClientError::Invalid("the file is shorter than when the upload began".into()));
                 }
-                Ok((token, digest.crc32c))
+                Ok((token, hasher.finish()))
             }
             Err(e) => {
                 progress.retreat(counted.load(Ordering::Relaxed));

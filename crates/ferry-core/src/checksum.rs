@@ -104,6 +104,35 @@ pub struct PartDigest {
     pub num_bytes: u64,
 }
 
+/// The CRC32C alone of bytes fed in any chunking: what a client needs of
+/// a part or a whole file (the CRC64 of [`PartHasher`] is the server's,
+/// for part tokens).
+pub struct Crc32cHasher {
+    digest: crc_fast::Digest,
+    num_bytes: u64,
+}
+
+impl Default for Crc32cHasher {
+    fn default() -> Self {
+        Self { digest: crc_fast::Digest::new(CrcAlgorithm::Crc32Iscsi), num_bytes: 0 }
+    }
+}
+
+impl Crc32cHasher {
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.digest.update(bytes);
+        self.num_bytes += bytes.len() as u64;
+    }
+
+    pub fn num_bytes(&self) -> u64 {
+        self.num_bytes
+    }
+
+    pub fn finish(&self) -> Crc32c {
+        Crc32c(self.digest.finalize() as u32)
+    }
+}
+
 /// Computes a [`PartDigest`] over bytes fed in any chunking.
 pub struct PartHasher {
     crc32c: crc_fast::Digest,

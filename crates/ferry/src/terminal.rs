@@ -119,7 +119,7 @@ impl Screen {
         move |event| match event {
             RetryEvent::Waiting { error, .. } => {
                 if !screen.server_away.swap(true, Ordering::Relaxed) {
-                    screen.note(&format!("{}; retrying until it answers", retry_reason(error)));
+                    screen.note(&format!("{error}; retrying until it answers"));
                 }
             }
             RetryEvent::Recovered => {
@@ -128,14 +128,6 @@ impl Screen {
                 }
             }
         }
-    }
-}
-
-fn retry_reason(error: &ClientError) -> String {
-    match error {
-        ClientError::Api { status: 429, .. } => "the server asks us to slow down".into(),
-        ClientError::Api { status: 503, .. } => "the server is busy or cannot reach its storage".into(),
-        other => other.to_string(),
     }
 }
 

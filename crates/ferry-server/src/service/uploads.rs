@@ -474,10 +474,14 @@ impl Service {
         failpoint::point("part_put.after_forget").await;
         let mut received = 0u64;
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| {
-                tracing::debug!(upload_id, part_number, error = %e, "part body broke off");
-                wrong_size(Some(received))
-            })?;
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                Err(e) => {
+                    tracing::debug!(upload_id, part_number, error = %e, "part body broke off");
+                    writer.abandon().await;
+                    return Err(wrong_size(Some(received)));
+                }
+            };
             received += chunk.len() as u64;
             self.metrics.bytes_received.inc_by(chunk.len() as u64);
             writer.write(chunk).await.map_err(|e| match e {
