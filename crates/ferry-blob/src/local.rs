@@ -37,8 +37,9 @@ use crate::{BlobError, BlobInventory, BlobStore, ByteSource, ByteStream, Result,
 
 /// Bytes gathered before one positioned write: big enough that syscalls
 /// are few, small enough that 64 concurrent PUTs (two buffers each: one
-/// filling, one being written) stay within a few MiB each.
-const WRITE_BUFFER: usize = 256 * 1024;
+/// filling, one being written) stay under the server's memory target
+/// (two of 256 KiB took it to 105 MiB).
+const WRITE_BUFFER: usize = 128 * 1024;
 /// The read size when streaming a file out.
 const READ_BUFFER: usize = 256 * 1024;
 
