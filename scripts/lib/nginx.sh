@@ -2,6 +2,31 @@
 # of a CA made here, on a free port of loopback: for bench/run (the API
 # suite's packaging.rs does the same in Rust). Needs nginx and openssl.
 
+# nginx_conf DIR HTTP: writes DIR/nginx.conf, an nginx that keeps all it
+# writes in DIR and runs HTTP (directives for its `http {}` block).
+nginx_conf() {
+  local dir=$1 http=$2
+  # Workers as the user running this (root's would otherwise be `nobody`,
+  # who cannot read a private temp dir).
+  cat > "$dir/nginx.conf" <<CONF
+daemon off;
+user $(id -un) $(id -gn);
+worker_processes auto;
+pid $dir/nginx.pid;
+error_log $dir/error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $dir/body;
+  proxy_temp_path $dir/proxy;
+  fastcgi_temp_path $dir/fastcgi;
+  uwsgi_temp_path $dir/uwsgi;
+  scgi_temp_path $dir/scgi;
+  $http
+}
+CONF
+}
+
 # start_nginx UPSTREAM DIR: runs nginx in DIR before ferry at UPSTREAM
 # (host:port); sets nginx_url (https://127.0.0.1:PORT), nginx_ca (the CA
 # file a client must trust) and nginx_pid.
@@ -19,22 +44,7 @@ start_nginx() {
   sed -e "s|server 127.0.0.1:8080;|server $upstream;|" -e "s|listen 443 ssl http2;|listen 127.0.0.1:$port ssl http2;|" \
     -e "/listen \[::\]:443/d" -e "s|/etc/ssl/ferry/cert.pem|$dir/cert.pem|" -e "s|/etc/ssl/ferry/key.pem|$dir/key.pem|" \
     deploy/nginx.conf > "$dir/site.conf"
-  cat > "$dir/nginx.conf" <<CONF
-daemon off;
-worker_processes auto;
-pid $dir/nginx.pid;
-error_log $dir/error.log;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path $dir/body;
-  proxy_temp_path $dir/proxy;
-  fastcgi_temp_path $dir/fastcgi;
-  uwsgi_temp_path $dir/uwsgi;
-  scgi_temp_path $dir/scgi;
-  include $dir/site.conf;
-}
-CONF
+  nginx_conf "$dir" "include $dir/site.conf;"
   nginx -e "$dir/error.log" -p "$dir" -c "$dir/nginx.conf" &
   nginx_pid=$!
   local tries=0
@@ -53,27 +63,7 @@ start_static_nginx() {
   local root=$1 dir=$2 port
   mkdir -p "$dir"
   port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  # Workers as the user running this (root's would otherwise be `nobody`,
-  # who cannot read a private temp dir).
-  cat > "$dir/nginx.conf" <<CONF
-daemon off;
-user $(id -un) $(id -gn);
-worker_processes auto;
-pid $dir/nginx.pid;
-error_log $dir/error.log;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  sendfile on;
-  tcp_nopush on;
-  client_body_temp_path $dir/body;
-  proxy_temp_path $dir/proxy;
-  fastcgi_temp_path $dir/fastcgi;
-  uwsgi_temp_path $dir/uwsgi;
-  scgi_temp_path $dir/scgi;
-  server { listen 127.0.0.1:$port; root $root; }
-}
-CONF
+  nginx_conf "$dir" "sendfile on; tcp_nopush on; server { listen 127.0.0.1:$port; root $root; }"
   nginx -e "$dir/error.log" -p "$dir" -c "$dir/nginx.conf" &
   static_pid=$!
   local tries=0

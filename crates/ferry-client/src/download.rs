@@ -123,27 +123,16 @@ pub async fn download_file(
         file.set_len(from).await.map_err(ClientError::io(out))?;
         use tokio::io::AsyncSeekExt;
         file.seek(std::io::SeekFrom::Start(from)).await.map_err(ClientError::io(out))?;
-        let mut body = response.bytes_stream();
-        while let Some(chunk) = body.next().await {
-            // A cut-off keeps what arrived; the next run resumes from there.
-            let chunk = chunk?;
-            file.write_all(&chunk).await.map_err(ClientError::io(out))?;
-            hasher.update(&chunk);
-            progress.advance(chunk.len() as u64);
-        }
+        // A cut-off keeps what arrived; the next run resumes from there.
+        copy_body(response, &mut file, &mut hasher, progress.as_ref(), out).await?;
         file.sync_all().await.map_err(ClientError::io(out))?;
     }
 
-    let (crc, num_bytes) = (hasher.finish(), hasher.num_bytes());
-    let crc_matches = expected.is_none_or(|expected| expected == crc);
-    if num_bytes != metadata.num_bytes || !crc_matches {
+    if let Err(e) = verify(&hasher, &metadata, expected) {
         // Wrong bytes can never be resumed into right ones: start over next time.
         let _ = tokio::fs::remove_file(&partial).await;
         let _ = tokio::fs::remove_file(&marker).await;
-        return Err(ClientError::Integrity {
-            expected: expected.map_or_else(|| format!("{} bytes", metadata.num_bytes), |e| e.to_base64()),
-            actual: format!("{} ({num_bytes} bytes)", crc.to_base64()),
-        });
+        return Err(e);
     }
     tokio::fs::rename(&partial, out).await.map_err(ClientError::io(out))?;
     let _ = tokio::fs::remove_file(&marker).await;
@@ -165,15 +154,36 @@ pub async fn download_to(
     progress.start(metadata.num_bytes, 0);
     let response = client.download_from(file_id, 0).await?;
     let mut hasher = Crc32cHasher::default();
-    let mut body = response.bytes_stream();
     let stdout = Path::new("standard output");
+    copy_body(response, sink, &mut hasher, progress.as_ref(), stdout).await?;
+    sink.flush().await.map_err(ClientError::io(stdout))?;
+    verify(&hasher, &metadata, expected)?;
+    progress.finish();
+    Ok(hasher.num_bytes())
+}
+
+/// Writes a download's body into `sink`, hashing and counting it; write
+/// errors name `shown`.
+async fn copy_body(
+    response: reqwest::Response,
+    sink: &mut (impl tokio::io::AsyncWrite + Unpin),
+    hasher: &mut Crc32cHasher,
+    progress: &dyn Progress,
+    shown: &Path,
+) -> Result<()> {
+    let mut body = response.bytes_stream();
     while let Some(chunk) = body.next().await {
         let chunk = chunk?;
-        sink.write_all(&chunk).await.map_err(ClientError::io(stdout))?;
+        sink.write_all(&chunk).await.map_err(ClientError::io(shown))?;
         hasher.update(&chunk);
         progress.advance(chunk.len() as u64);
     }
-    sink.flush().await.map_err(ClientError::io(stdout))?;
+    Ok(())
+}
+
+/// Whether the bytes hashed are the file the server describes: its length,
+/// and its CRC32C where the server knows it.
+fn verify(hasher: &Crc32cHasher, metadata: &FileMetadata, expected: Option<Crc32c>) -> Result<()> {
     let (crc, num_bytes) = (hasher.finish(), hasher.num_bytes());
     if num_bytes != metadata.num_bytes || expected.is_some_and(|e| e != crc) {
         return Err(ClientError::Integrity {
@@ -181,6 +191,5 @@ pub async fn download_to(
             actual: format!("{} ({num_bytes} bytes)", crc.to_base64()),
         });
     }
-    progress.finish();
-    Ok(num_bytes)
+    Ok(())
 }
