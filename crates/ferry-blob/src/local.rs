@@ -16,7 +16,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
-use std::io::{Seek, SeekFrom};
+use std::io::Read;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -29,9 +29,7 @@ use ferry_core::checksum::{PartDigest, PartHasher};
 use ferry_core::ids::{FileUid, UploadId};
 use ferry_core::plan::PartRange;
 use futures_util::StreamExt;
-use tokio::io::AsyncReadExt;
 use tokio::task::spawn_blocking;
-use tokio_util::io::ReaderStream;
 
 use crate::{BlobError, BlobInventory, BlobStore, ByteSource, ByteStream, Result, StoreUpload};
 
@@ -40,8 +38,11 @@ use crate::{BlobError, BlobInventory, BlobStore, ByteSource, ByteStream, Result,
 /// filling, one being written) stay under the server's memory target
 /// (two of 256 KiB took it to 105 MiB).
 const WRITE_BUFFER: usize = 128 * 1024;
-/// The read size when streaming a file out.
-const READ_BUFFER: usize = 256 * 1024;
+/// One positioned read when streaming a file out (512 KiB and 1 MiB sent
+/// alike here; 256 KiB through a buffered reader was a third slower).
+const READ_BUFFER: usize = 512 * 1024;
+/// Chunks read ahead of the one being sent.
+const READ_AHEAD: usize = 2;
 
 pub struct LocalDisk {
     shared: Arc<Shared>,
@@ -597,13 +598,41 @@ impl BlobStore for LocalDisk {
 
     async fn read(&self, file_uid: &FileUid, range: Range<u64>) -> Result<ByteStream> {
         let path = self.shared.file_path(file_uid);
-        let file = blocking(move || {
-            let mut file = File::open(path).map_err(BlobError::from_io)?;
-            file.seek(SeekFrom::Start(range.start)).map_err(BlobError::from_io)?;
-            Ok(file)
-        })
-        .await?;
-        let reader = tokio::fs::File::from_std(file).take(range.end - range.start);
-        Ok(Box::pin(ReaderStream::with_capacity(reader, READ_BUFFER)))
+        let file = Arc::new(blocking(move || File::open(path).map_err(BlobError::from_io)).await?);
+        // Each chunk is one positioned read on a blocking thread, straight
+        // into the buffer that goes out; the next ones are read while this
+        // one is sent, so the socket never waits on the disk.
+        let chunks = range.clone().step_by(READ_BUFFER).map(move |start| {
+            let file = file.clone();
+            let len = (range.end - start).min(READ_BUFFER as u64);
+            async move {
+                spawn_blocking(move || {
+                    let mut chunk = Vec::with_capacity(len as usize);
+                    PositionedReader { file: &file, position: start }.take(len).read_to_end(&mut chunk)?;
+                    if (chunk.len() as u64) < len {
+                        return Err(std::io::ErrorKind::UnexpectedEof.into());
+                    }
+                    Ok(Bytes::from(chunk))
+                })
+                .await
+                .map_err(std::io::Error::other)?
+            }
+        });
+        Ok(Box::pin(futures_util::stream::iter(chunks).buffered(READ_AHEAD)))
+    }
+}
+
+/// Reads a shared file from a position of its own, so chunks read at once
+/// never move one another's cursor.
+struct PositionedReader<'a> {
+    file: &'a File,
+    position: u64,
+}
+
+impl Read for PositionedReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.file.read_at(buf, self.position)?;
+        self.position += read as u64;
+        Ok(read)
     }
 }
