@@ -30,6 +30,19 @@ install_archetypeai_client() {
   "$venv/bin/pip" install -q "archetypeai==$archetypeai_version"
 }
 
+# selenium, which drives Debian's Chromium (through Debian's chromedriver,
+# so nothing downloads a browser) for the page's tests in browser.rs.
+# Sets $selenium_python.
+selenium_version=4.51.0
+install_selenium() {
+  local venv="$1/selenium-$selenium_version-venv"
+  selenium_python="$venv/bin/python"
+  "$selenium_python" -c "import selenium" 2>/dev/null && return
+  echo "scripts: installing selenium==$selenium_version into $venv" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q "selenium==$selenium_version"
+}
+
 # cargo-fuzz and the nightly toolchain it builds with (pinned, so a new
 # nightly cannot break the build). Puts cargo-fuzz on PATH; sets $fuzz_toolchain.
 fuzz_toolchain=nightly-2026-05-19

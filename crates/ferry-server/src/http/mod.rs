@@ -28,6 +28,7 @@ pub mod request;
 mod schemas;
 pub mod serve;
 pub mod tls;
+pub mod ui;
 mod uploads;
 
 use error::ApiError;
@@ -57,6 +58,8 @@ pub fn router(service: Arc<Service>, body_timeout: Duration) -> Router {
         .route(paths::HEALTH, get(files::health))
         .route(paths::METRICS, get(files::metrics))
         .route(paths::OPENAPI, get(openapi::openapi_json))
+        .route("/", get(ui::index))
+        .route("/ui/{asset}", get(ui::asset))
         .with_state(service.clone())
         .layer(RequestBodyTimeoutLayer::new(body_timeout));
     #[cfg(feature = "failpoints")]

@@ -36,7 +36,7 @@ async fn unknown_routes_are_404_and_wrong_methods_405_in_the_envelope() {
     let server = Server::start();
     let client = server.client();
     client.call(Method::GET, "/v0.5/files/nope", None).await.assert_error(404, "route_not_found");
-    client.call(Method::GET, "/", None).await.assert_error(404, "route_not_found");
+    client.call(Method::GET, "/nowhere", None).await.assert_error(404, "route_not_found");
     client.call(Method::GET, "/v0.5/files/uploads/initiate", None).await.assert_error(405, "method_not_allowed");
     client.call(Method::DELETE, "/v0.5/files/uploads/x/complete", None).await.assert_error(405, "method_not_allowed");
 }

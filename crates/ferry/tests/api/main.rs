@@ -5,6 +5,7 @@
 mod harness;
 
 mod abort;
+mod browser;
 mod check;
 mod checkpoint;
 mod cli;
