@@ -67,6 +67,8 @@ install_bench_tools() {
   [ -x /usr/bin/time ] || missing+=(time)
   command -v nginx >/dev/null || missing+=(nginx)
   command -v openssl >/dev/null || missing+=(openssl)
+  command -v chromium >/dev/null || missing+=(chromium)
+  command -v chromedriver >/dev/null || missing+=(chromium-driver)
   [ ${#missing[@]} -eq 0 ] && return
   echo "scripts: installing ${missing[*]} from Debian" >&2
   apt-get install -y -q "${missing[@]}" >/dev/null 2>&1 ||

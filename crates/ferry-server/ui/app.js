@@ -194,8 +194,13 @@ function uploadRow(upload) {
     resume.hidden = upload.state !== 'paused';
     cancel.hidden = upload.state === 'done';
   };
+  // Progress events come many times a frame: draw at most once a frame.
+  let drawing = 0;
   upload.addEventListener('change', () => {
-    update();
+    drawing ||= requestAnimationFrame(() => {
+      drawing = 0;
+      update();
+    });
     render();
   });
   update();

@@ -154,6 +154,7 @@ def upload_and_manage():
     wait_for("the list to show the files", lambda: all(file_row(n) for n in names))
     report["listed"] = [r.get_attribute("data-file-id") for r in find_all("#file-rows tr")]
     report["totals"] = text("#totals")
+    driver.execute_script("document.querySelector('#files').scrollIntoView()")
     shot("files")
 
     # Details of the CSV: its columns, as the server extracted them.
