@@ -327,8 +327,21 @@ def offline_then_online():
     console()
 
 
+def upload_folder():
+    """A folder through the folder picker: every file in it goes up."""
+    folder = files[0]
+    names = sorted(os.listdir(folder))
+    driver.get(url)
+    sign_in(key)
+    signed_in()
+    find("#choose-folder").send_keys(folder)
+    wait_for("every upload to end", lambda: all(state(n) in ("done", "failed") for n in names))
+    report["states"] = {n: state(n) for n in names}
+    console()
+
+
 try:
-    {"upload_and_manage": upload_and_manage, "pause_reload_resume": pause_reload_resume,
+    {"upload_folder": upload_folder, "upload_and_manage": upload_and_manage, "pause_reload_resume": pause_reload_resume,
      "browse": browse, "offline_then_online": offline_then_online}[scenario]()
 finally:
     driver.quit()

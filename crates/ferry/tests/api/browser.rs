@@ -194,3 +194,37 @@ async fn a_lost_network_holds_an_upload_and_a_cancel_ends_one() {
     let offline = "Failed to load resource: net::ERR_INTERNET_DISCONNECTED";
     assert_eq!(unexpected_console_errors(&report, &[offline]), Vec::<String>::new());
 }
+
+/// A folder chosen with the folder picker goes up file by file; with part
+/// URLs that live two seconds, the page gets fresh ones from the part-URL
+/// endpoint before it uses them.
+#[tokio::test]
+async fn a_folder_goes_up_and_short_lived_part_urls_are_refreshed() {
+    let Some(python) = needs("FERRY_TEST_SELENIUM_PYTHON") else { return };
+    let mut options = Options::default();
+    options.args.extend(["--url-ttl".into(), "2s".into()]);
+    let server = Server::start_with(options);
+    let work = tempfile::tempdir().unwrap();
+    let folder = work.path().join("shoot");
+    std::fs::create_dir(&folder).unwrap();
+    let take = bytes(3 * PART + 17, 176);
+    let notes = b"a,b\n1,2\n".to_vec();
+    write(&folder, "take-1.bin", &take);
+    write(&folder, "notes.csv", &notes);
+    let downloads = tempfile::tempdir().unwrap();
+    let report = drive(&python, &server, "upload_folder", downloads.path(), &[folder]);
+
+    assert_eq!(report["states"], serde_json::json!({"notes.csv": "done", "take-1.bin": "done"}));
+    assert_eq!(sha256(&server.client().download("take-1.bin").await.body), sha256(&take));
+    assert_eq!(server.client().download("notes.csv").await.body, notes);
+    let metrics = server.metrics().await;
+    let refreshed: f64 = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("ferry_http_requests_total{") && l.contains("parts/urls") && l.contains("status=\"200\"")
+        })
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum();
+    assert!(refreshed >= 4.0, "{refreshed} part URLs were fetched for 4 parts:\n{metrics}");
+    assert_eq!(unexpected_console_errors(&report, &[]), Vec::<String>::new());
+}
