@@ -181,6 +181,7 @@ function uploadRow(upload) {
     row.dataset.partsTotal = upload.partsTotal;
     row.dataset.partsDone = upload.partsDone;
     row.dataset.partsAlreadyThere = upload.partsAlreadyThere;
+    row.dataset.partsRecovered = upload.partsRecovered;
     progress.value = upload.total ? upload.sent / upload.total : upload.state === 'done' ? 1 : 0;
     const speed = upload.speed;
     const parts = [`${bytes(upload.sent)} of ${bytes(upload.total)}`];

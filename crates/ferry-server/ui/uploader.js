@@ -75,6 +75,7 @@ export class Upload extends EventTarget {
     this.partsTotal = 0;
     this.partsDone = 0;
     this.partsAlreadyThere = 0;
+    this.partsRecovered = 0; // stored before a reload, checkpointed after it
     this.requests = new Set();
     this.paused = false;
     this.cancelled = false;
@@ -233,17 +234,22 @@ export class Upload extends EventTarget {
       started = started.is_resume ? await this.retrying('starting', () => this.initiate(false)) : started;
     }
     this.uploadId = started.upload_id;
-    await journal.put({ key: this.key, name: this.name, size: this.total, upload_id: this.uploadId, started_at: Date.now() });
+    const ours = remembered?.upload_id === this.uploadId;
+    this.tokens = ours ? { ...remembered.tokens } : {};
+    this.entry = { key: this.key, name: this.name, size: this.total, upload_id: this.uploadId, tokens: this.tokens };
+    await journal.put(this.entry);
     this.partsTotal = started.num_parts;
-    this.partsAlreadyThere = started.num_parts - started.parts.length;
+    let missing = started.parts;
+    if (started.is_resume && ours) missing = await this.checkpointRemembered(missing);
+    this.partsAlreadyThere = started.num_parts - missing.length;
     this.partsDone = this.partsAlreadyThere;
-    this.confirmed = this.total - started.parts.reduce((sum, part) => sum + part.length, 0);
+    this.confirmed = this.total - missing.reduce((sum, part) => sum + part.length, 0);
     this.changed(started.is_resume ? `resumed: ${this.partsAlreadyThere} of ${this.partsTotal} parts already stored` : 'sending');
 
     // Without an algorithm the server takes no checksum (a store that
     // cannot verify one); the parts' own checks still hold.
     const checksum = started.integrity_algorithm === 'crc32c' ? this.checksum() : Promise.resolve(undefined);
-    const queue = [...started.parts];
+    const queue = [...missing];
     const worker = async () => {
       for (let part = queue.shift(); part; part = queue.shift()) await this.sendPart(part);
     };
@@ -296,6 +302,10 @@ export class Upload extends EventTarget {
         this.inFlight.delete(part.part_number);
       }
     });
+    // In the journal first: a tab that dies before the checkpoint still
+    // knows the part is stored.
+    this.tokens[part.part_number] = token;
+    await journal.put(this.entry);
     await this.retrying(`part ${part.part_number}`, () =>
       this.api.post(`files/uploads/${this.uploadId}/parts/checkpoint`, {
         parts: [{ part_number: part.part_number, part_token: token }],
@@ -304,6 +314,26 @@ export class Upload extends EventTarget {
     this.confirmed += part.length;
     this.partsDone += 1;
     this.changed('sending');
+  }
+
+  /**
+   * Checkpoints, in one request, the parts the journal saw stored that the
+   * server has no checkpoint of (the tab died in between); the parts still
+   * to send. A token the store no longer holds is refused, and its part sent.
+   */
+  async checkpointRemembered(missing) {
+    const known = missing.filter((part) => this.tokens[part.part_number]);
+    if (!known.length) return missing;
+    const parts = known.map((part) => ({ part_number: part.part_number, part_token: this.tokens[part.part_number] }));
+    try {
+      await this.retrying('checking stored parts', () => this.api.post(`files/uploads/${this.uploadId}/parts/checkpoint`, { parts }));
+    } catch (e) {
+      if (!(e instanceof ApiError) || e.code !== 'invalid_part_token') throw e;
+      for (const part of known) delete this.tokens[part.part_number];
+      return missing;
+    }
+    this.partsRecovered = known.length;
+    return missing.filter((part) => !this.tokens[part.part_number]);
   }
 
   async freshUrl(part) {

@@ -125,6 +125,17 @@ def throttle(bytes_per_second):
                                   upload_throughput=bytes_per_second)
 
 
+def journaled_tokens():
+    """Part tokens in the page's IndexedDB journal, over all its uploads."""
+    return driver.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        const open = indexedDB.open('ferry');
+        open.onsuccess = () => {
+          const all = open.result.transaction('uploads').objectStore('uploads').getAll();
+          all.onsuccess = () => done(all.result.reduce((n, e) => n + Object.keys(e.tokens ?? {}).length, 0));
+        };""")
+
+
 def accept_leave_dialog():
     try:
         driver.switch_to.alert.accept()
@@ -209,9 +220,16 @@ def pause_reload_resume():
     report["resumed_after_pause"] = True
 
     # A reload in the middle: the tab forgets everything but its journal.
+    # Checkpoints are held back first, so that some parts are stored and in
+    # the journal but not checkpointed when the tab goes.
     wait_for("more parts", lambda: attribute(name, "data-parts-done") >= paused_at + 2)
+    driver.execute_cdp_cmd("Network.enable", {})
+    driver.execute_cdp_cmd("Network.setBlockedURLs", {"urls": ["*parts/checkpoint*"]})
+    checkpointed = attribute(name, "data-parts-done")
+    wait_for("a part stored but not checkpointed", lambda: journaled_tokens() > checkpointed)
     driver.refresh()
     accept_leave_dialog()
+    driver.execute_cdp_cmd("Network.setBlockedURLs", {"urls": []})
     signed_in()
     wait_for("the unfinished upload", lambda: find("#unfinished").is_displayed())
     report["unfinished"] = text("#unfinished-list")
@@ -222,6 +240,7 @@ def pause_reload_resume():
     wait_for("the upload to end", lambda: state(name) in ("done", "failed"))
     report["state"] = state(name)
     report["parts_already_there"] = attribute(name, "data-parts-already-there")
+    report["parts_recovered"] = attribute(name, "data-parts-recovered")
     report["checkpoints_before_reload"] = sent_before_reload
     report["checkpoints_after_resume"] = checkpoints() - sent_before_reload
     report["unfinished_after"] = find("#unfinished").is_displayed()
