@@ -4,17 +4,18 @@
 # A venv with the Python tools from PyPI: openapi-spec-validator checks the
 # OpenAPI document, schemathesis generates requests from it, boto3 sets the
 # test bucket's CORS rules, prometheus-client's parsers read /metrics as a
-# Prometheus would. Sets $venv.
+# Prometheus would, standardwebhooks verifies webhook deliveries as a
+# receiver would. Sets $venv.
 install_python_tools() {
   venv="$1/openapi-venv"
   if [ -x "$venv/bin/openapi-spec-validator" ] && [ -x "$venv/bin/st" ] \
-    && "$venv/bin/python" -c "import boto3, prometheus_client" 2>/dev/null; then
+    && "$venv/bin/python" -c "import boto3, prometheus_client, standardwebhooks" 2>/dev/null; then
     return
   fi
   echo "scripts: installing openapi-spec-validator, schemathesis, boto3 and prometheus-client into $venv" >&2
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q "openapi-spec-validator==0.9.0" "schemathesis==4.32.*" "boto3==1.*" \
-    "prometheus-client==0.26.0"
+    "prometheus-client==0.26.0" "standardwebhooks==1.3.0"
 }
 
 # The official Archetype Python client of today, in a venv of its own (its

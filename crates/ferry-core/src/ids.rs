@@ -119,6 +119,18 @@ typed_id!(
     "key",
     "key"
 );
+typed_id!(
+    /// An org's webhook endpoint (`whk_…`).
+    EndpointId,
+    "whk",
+    "webhook endpoint"
+);
+typed_id!(
+    /// One event (`evt_…`): its `webhook-id` on every delivery attempt.
+    EventId,
+    "evt",
+    "event"
+);
 
 #[cfg(test)]
 mod tests {

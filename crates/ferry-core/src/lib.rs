@@ -19,6 +19,7 @@ pub mod range;
 pub mod secret;
 pub mod token;
 pub mod upload;
+pub mod webhook;
 
 /// One mebibyte, the unit part sizes grow in.
 pub const MIB: u64 = 1024 * 1024;

@@ -123,6 +123,8 @@ value_from_display!(
     ferry_core::ids::KeyId,
     ferry_core::ids::UploadId,
     ferry_core::ids::FileUid,
+    ferry_core::ids::EndpointId,
+    ferry_core::ids::EventId,
     ferry_core::blob_key::BlobKey
 );
 
@@ -144,6 +146,12 @@ fn bad(i: usize, what: &str) -> MetaError {
 }
 
 impl Row {
+    /// The columns after the first `n`, for a row that carries a record
+    /// after some columns of its own.
+    pub fn skip(self, n: usize) -> Row {
+        Row(self.0.into_iter().skip(n).collect())
+    }
+
     fn get(&self, i: usize) -> &Value {
         self.0.get(i).unwrap_or(&Value::Null)
     }

@@ -29,6 +29,7 @@ use ferry_core::token::PartToken;
 use ferry_core::upload::{ClaimProblems, RecordedPart, TokenClaim, UploadState};
 
 pub mod engine;
+pub mod events;
 mod postgres;
 mod sqlite;
 mod store;
@@ -400,9 +401,44 @@ pub trait Deletions: Send + Sync {
     async fn inventory(&self) -> Result<Inventory>;
 }
 
+/// Webhook endpoints, and the deliveries of the events the other flows
+/// record (each in the transaction of the change it reports).
+#[async_trait]
+pub trait Webhooks: Send + Sync {
+    async fn add_webhook(&self, endpoint: &events::WebhookEndpoint) -> Result<()>;
+    /// The org's endpoints that are not removed, oldest first.
+    async fn list_webhooks(&self, org_id: &OrgId) -> Result<Vec<events::WebhookEndpoint>>;
+    /// Removes an endpoint and drops its deliveries not yet made; false if
+    /// there was none.
+    async fn remove_webhook(&self, endpoint_id: &ferry_core::ids::EndpointId, now: UnixSeconds) -> Result<bool>;
+    /// Leases deliveries due at `now` until `now + lease`; one whose lease
+    /// ran out (its worker died) is due again.
+    async fn claim_deliveries(
+        &self,
+        now: events::UnixMillis,
+        lease: events::UnixMillis,
+        limit: usize,
+    ) -> Result<Vec<events::Delivery>>;
+    async fn finish_attempt(
+        &self,
+        event_id: &ferry_core::ids::EventId,
+        endpoint_id: &ferry_core::ids::EndpointId,
+        attempt: events::Attempt,
+        now: events::UnixMillis,
+    ) -> Result<()>;
+    /// Makes an event's deliveries due again (delivered or given up on
+    /// included); how many.
+    async fn redeliver(&self, event_id: &ferry_core::ids::EventId, now: events::UnixMillis) -> Result<u64>;
+    /// Deliveries given up on, newest first, of one org.
+    async fn failed_deliveries(&self, org_id: &OrgId) -> Result<Vec<events::FailedDelivery>>;
+    /// Forgets deliveries made before `before`, and events left with none
+    /// (those given up on stay, for the operator).
+    async fn prune_deliveries(&self, before: events::UnixMillis) -> Result<u64>;
+}
+
 /// The whole metadata store, as the server holds it.
 #[async_trait]
-pub trait MetadataStore: Orgs + Uploads + Files + Deletions {
+pub trait MetadataStore: Orgs + Uploads + Files + Deletions + Webhooks {
     /// Whether the store answers at all (for health checks).
     async fn ping(&self) -> Result<()>;
     /// The work under way and waiting, for metrics.
@@ -417,4 +453,8 @@ pub struct Workload {
     pub deletions_due: u64,
     /// Files whose attributes wait to be extracted (or whose extractor died).
     pub files_to_ingest: u64,
+    /// Webhook deliveries not yet made (due or waiting for a retry).
+    pub deliveries_pending: u64,
+    /// Webhook deliveries given up on (kept until pruned).
+    pub deliveries_failed: u64,
 }

@@ -17,11 +17,18 @@ use ferry_core::ids::{FileUid, KeyId, OrgId, UploadId};
 use ferry_core::token::PartToken;
 use ferry_core::upload::{ClaimProblems, RecordedPart, TokenClaim, UploadState, check_checkpoint};
 
+use ferry_core::ids::{EndpointId, EventId};
+use ferry_core::webhook::EventType;
+
 use crate::engine::{Engine, Flow, Row, Tx, Value};
+use crate::events::{
+    Attempt, Delivery, Departure, Event, FailedDelivery, Subject, UnixMillis, WebhookEndpoint, subject_from_json,
+    subject_to_json,
+};
 use crate::{
     AbortOutcome, ApiKeyRecord, BlobDeletion, BlobDeletionId, Deletions, FilePage, FileRecord, FileStats, Files,
     Inventory, ListPosition, MetaError, MetadataStore, NewFile, OrgRecord, Orgs, Registered, Registration, Result,
-    UnixSeconds, UploadRecord, Uploads, Workload, params,
+    UnixSeconds, UploadRecord, Uploads, Webhooks, Workload, params,
 };
 
 /// A flow from its body: `flow!(|tx| …)`.
@@ -281,6 +288,58 @@ async fn files_changed(tx: &mut dyn Tx, org_id: &OrgId, now: UnixSeconds, change
     Ok(())
 }
 
+const ENDPOINT_COLUMNS: &str = "endpoint_id, org_id, url, secret, event_types, created_at";
+
+fn endpoint_from_row(row: &Row) -> Result<WebhookEndpoint> {
+    let types = row.text(4)?;
+    Ok(WebhookEndpoint {
+        endpoint_id: row.parse(0)?,
+        org_id: row.parse(1)?,
+        url: row.text(2)?,
+        secret: row.parse(3)?,
+        event_types: types
+            .split(',')
+            .filter(|t| !t.is_empty())
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .map_err(|_| bad("event type"))?,
+        created_at: row.int(5)?,
+    })
+}
+
+/// Records an event for the org's endpoints that want it, in the caller's
+/// transaction: it commits with the change it reports or not at all. With
+/// no such endpoint it writes nothing.
+async fn record_event(
+    tx: &mut dyn Tx,
+    org_id: &OrgId,
+    event_type: EventType,
+    subject: Subject,
+    now: UnixSeconds,
+) -> Result<()> {
+    let sql = format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE org_id = $1 AND removed_at IS NULL");
+    let endpoints = all(tx.query(&sql, &params![org_id]).await?, endpoint_from_row)?;
+    let wanting: Vec<&WebhookEndpoint> = endpoints.iter().filter(|e| e.wants(event_type)).collect();
+    if wanting.is_empty() {
+        return Ok(());
+    }
+    let event_id = EventId::generate();
+    let at = now * 1000;
+    tx.execute(
+        "INSERT INTO events (event_id, org_id, event_type, created_at, subject) VALUES ($1, $2, $3, $4, $5)",
+        &params![&event_id, org_id, event_type.as_str(), at, subject_to_json(&subject)],
+    )
+    .await?;
+    for endpoint in wanting {
+        tx.execute(
+            "INSERT INTO deliveries (event_id, endpoint_id, state, next_attempt_at) VALUES ($1, $2, 'pending', $3)",
+            &params![&event_id, &endpoint.endpoint_id, at],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// Registers a file under its name in the calling transaction: takes the
 /// next file_index (which locks the org's row: registrations in one org
 /// queue here), moves the name unless a corrupt file would take it from a
@@ -299,32 +358,26 @@ async fn register(
         )
         .await?
         .int(0)?;
-    let holder = tx
-        .query_opt(
-            "SELECT file_uid, status, num_bytes FROM files WHERE org_id = $1 AND file_name = $2 AND holds_name = TRUE",
-            &params![&new.org_id, new.file_name.as_str()],
-        )
-        .await?;
-    let holder: Option<(FileUid, FileStatus, u64)> = match holder {
-        Some(row) => Some((
-            row.parse(0)?,
-            FileStatus::parse(&row.text(1)?).ok_or_else(|| bad("file status"))?,
-            row.int(2)? as u64,
-        )),
-        None => None,
-    };
-    let holder_is_good = holder.is_some_and(|(_, status, _)| status.is_downloadable());
+    let sql = format!("SELECT {FILE_COLUMNS} FROM files WHERE org_id = $1 AND file_name = $2 AND holds_name = TRUE");
+    let holder = tx.query_opt(&sql, &params![&new.org_id, new.file_name.as_str()]).await?;
+    let holder = holder.as_ref().map(file_from_row).transpose()?;
+    let holder_is_good = holder.as_ref().is_some_and(|old| old.status.is_downloadable());
     let holds_name = status.is_downloadable() || !holder_is_good;
     let mut displaced = None;
     let mut change = Totals::default();
     if holds_name {
         change = Totals::of(new.num_bytes, status);
-        if let Some((old, old_status, old_bytes)) = holder {
-            tx.execute("UPDATE files SET holds_name = FALSE, deleted_at = $2 WHERE file_uid = $1", &params![&old, now])
-                .await?;
-            enqueue_deletion(tx, &BlobKey::File(old), delete_displaced_after).await?;
-            displaced = Some(old);
-            change = change.minus(Totals::of(old_bytes, old_status));
+        if let Some(old) = holder {
+            tx.execute(
+                "UPDATE files SET holds_name = FALSE, deleted_at = $2 WHERE file_uid = $1",
+                &params![&old.file_uid, now],
+            )
+            .await?;
+            enqueue_deletion(tx, &BlobKey::File(old.file_uid), delete_displaced_after).await?;
+            displaced = Some(old.file_uid);
+            change = change.minus(Totals::of(old.num_bytes, old.status));
+            let departed = Subject::DepartedFile(old, Departure::Replaced);
+            record_event(tx, &new.org_id, EventType::FileDeleted, departed, now).await?;
         }
     }
     if !holds_name {
@@ -365,6 +418,9 @@ async fn register(
     )
     .await?;
     files_changed(tx, &new.org_id, now, change).await?;
+    if holds_name && status.is_downloadable() {
+        record_event(tx, &new.org_id, EventType::FileRegistered, Subject::File(file.clone()), now).await?;
+    }
     Ok(Registered { file, holds_name, displaced })
 }
 
@@ -380,13 +436,17 @@ impl<E: Engine> MetadataStore for Store<E> {
                 (SELECT COUNT(*) FROM uploads WHERE state = 'active'),
                 (SELECT COUNT(*) FROM blob_deletions
                  WHERE not_before <= $1 AND (claimed_until IS NULL OR claimed_until <= $1)),
-                (SELECT COUNT(*) FROM files WHERE status IN ('registered', 'ingesting') AND deleted_at IS NULL)"
+                (SELECT COUNT(*) FROM files WHERE status IN ('registered', 'ingesting') AND deleted_at IS NULL),
+                (SELECT COUNT(*) FROM deliveries WHERE state = 'pending'),
+                (SELECT COUNT(*) FROM deliveries WHERE state = 'failed')"
             .into();
         let workload = |r: &Row| {
             Ok(Workload {
                 active_uploads: r.int(0)? as u64,
                 deletions_due: r.int(1)? as u64,
                 files_to_ingest: r.int(2)? as u64,
+                deliveries_pending: r.int(3)? as u64,
+                deliveries_failed: r.int(4)? as u64,
             })
         };
         Ok(self.read_opt(false, sql, params![now], workload).await?.unwrap_or_default())
@@ -635,22 +695,23 @@ impl<E: Engine> Uploads for Store<E> {
         let (org_id, upload_id) = (*org_id, *upload_id);
         self.engine
             .write(flow!(|tx| {
-                let aborted = tx
-                    .query_opt(
-                        "UPDATE uploads SET state = 'aborted', last_activity_at = $3
-                         WHERE upload_id = $1 AND org_id = $2 AND state = 'active' RETURNING file_uid, store_upload_id",
-                        &params![&upload_id, &org_id, now],
-                    )
-                    .await?;
+                let sql = format!(
+                    "UPDATE uploads SET state = 'aborted', last_activity_at = $3
+                     WHERE upload_id = $1 AND org_id = $2 AND state = 'active' RETURNING {UPLOAD_COLUMNS}"
+                );
+                let aborted = tx.query_opt(&sql, &params![&upload_id, &org_id, now]).await?;
                 let Some(row) = aborted else {
                     return match upload_state(tx, Some(&org_id), &upload_id, false).await? {
                         UploadState::Aborted => Ok(AbortOutcome::AlreadyAborted),
                         other => Err(MetaError::UploadNotActive(upload_id, other)),
                     };
                 };
+                let upload = upload_from_row(&row)?;
                 drop_upload_parts(tx, &upload_id).await?;
-                let key = BlobKey::upload(upload_id, row.parse(0)?, row.opt_text(1)?.as_deref());
-                Ok(AbortOutcome::Aborted { deletion: enqueue_deletion(tx, &key, now).await? })
+                let key = BlobKey::upload(upload_id, upload.file_uid, upload.store_upload_id.as_deref());
+                let deletion = enqueue_deletion(tx, &key, now).await?;
+                record_event(tx, &org_id, EventType::UploadAborted, Subject::Upload(upload), now).await?;
+                Ok(AbortOutcome::Aborted { deletion })
             }))
             .await
     }
@@ -669,15 +730,18 @@ impl<E: Engine> Uploads for Store<E> {
                      WHERE upload_id IN (
                          SELECT upload_id FROM uploads WHERE state = 'active' AND last_activity_at < $1
                          LIMIT $2 {skip_locked})
-                     RETURNING upload_id, file_uid, store_upload_id"
+                     RETURNING {UPLOAD_COLUMNS}"
                 );
                 let rows = tx.query(&sql, &params![idle_before, limit]).await?;
                 let mut expired = Vec::with_capacity(rows.len());
                 for row in &rows {
-                    let upload_id: UploadId = row.parse(0)?;
+                    let upload = upload_from_row(row)?;
+                    let upload_id = upload.upload_id;
                     drop_upload_parts(tx, &upload_id).await?;
-                    let key = BlobKey::upload(upload_id, row.parse(1)?, row.opt_text(2)?.as_deref());
+                    let key = BlobKey::upload(upload_id, upload.file_uid, upload.store_upload_id.as_deref());
                     enqueue_deletion(tx, &key, now).await?;
+                    let org_id = upload.org_id;
+                    record_event(tx, &org_id, EventType::UploadExpired, Subject::Upload(upload), now).await?;
                     expired.push(upload_id);
                 }
                 Ok(expired)
@@ -842,6 +906,8 @@ impl<E: Engine> Files for Store<E> {
                 let gone = Totals::default().minus(Totals::of(file.num_bytes, file.status));
                 files_changed(tx, &org_id, now, gone).await?;
                 enqueue_deletion(tx, &BlobKey::File(file.file_uid), delete_after).await?;
+                let departed = Subject::DepartedFile(file.clone(), Departure::Deleted);
+                record_event(tx, &org_id, EventType::FileDeleted, departed, now).await?;
                 Ok(file)
             }))
             .await;
@@ -910,9 +976,11 @@ impl<E: Engine> Files for Store<E> {
                 files_changed(tx, &org_id, now, Totals::default()).await?;
                 let changed = tx
                     .query_opt(
-                        "UPDATE files SET status = 'ingested', metadata_status = $2, attributes = $3,
+                        &format!(
+                            "UPDATE files SET status = 'ingested', metadata_status = $2, attributes = $3,
                              checksum_crc32c = COALESCE($4, checksum_crc32c), ingest_claimed_until = NULL
-                         WHERE file_uid = $1 AND status = 'ingesting' RETURNING holds_name",
+                         WHERE file_uid = $1 AND status = 'ingesting' RETURNING holds_name, {FILE_COLUMNS}"
+                        ),
                         &params![
                             &file_uid,
                             metadata_status.as_str(),
@@ -922,9 +990,12 @@ impl<E: Engine> Files for Store<E> {
                     )
                     .await?;
                 let Some(changed) = changed else { return Err(MetaError::NothingChanged) };
-                // A file deleted while it was ingested counts for nothing.
+                // A file deleted while it was ingested counts for nothing,
+                // and is news to no one.
                 if changed.bool(0)? {
                     files_changed(tx, &org_id, now, Totals { ingested: 1, ..Totals::default() }).await?;
+                    let file = file_from_row(&Row::skip(changed, 1))?;
+                    record_event(tx, &org_id, EventType::FileIngested, Subject::File(file), now).await?;
                 }
                 Ok(())
             }))
@@ -984,6 +1055,157 @@ impl<E: Engine> Deletions for Store<E> {
                 inventory.active_uploads = all(tx.query(&sql, &[]).await?, upload_from_row)?;
                 inventory.queued = all(tx.query("SELECT blob_key FROM blob_deletions", &[]).await?, |r| r.parse(0))?;
                 Ok(inventory)
+            }))
+            .await
+    }
+}
+
+#[async_trait]
+impl<E: Engine> Webhooks for Store<E> {
+    async fn add_webhook(&self, endpoint: &WebhookEndpoint) -> Result<()> {
+        let types: Vec<&str> = endpoint.event_types.iter().map(|t| t.as_str()).collect();
+        let sql = "INSERT INTO webhook_endpoints (endpoint_id, org_id, url, secret, event_types, created_at)
+                   VALUES ($1, $2, $3, $4, $5, $6)";
+        let values = params![
+            &endpoint.endpoint_id,
+            &endpoint.org_id,
+            endpoint.url.as_str(),
+            endpoint.secret.to_string(),
+            types.join(","),
+            endpoint.created_at
+        ];
+        self.write_one(sql, values).await.map(drop)
+    }
+
+    async fn list_webhooks(&self, org_id: &OrgId) -> Result<Vec<WebhookEndpoint>> {
+        let sql = format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE org_id = $1 AND removed_at IS NULL
+             ORDER BY endpoint_id"
+        );
+        self.read_all(sql, params![org_id], endpoint_from_row).await
+    }
+
+    async fn remove_webhook(&self, endpoint_id: &EndpointId, now: UnixSeconds) -> Result<bool> {
+        let endpoint_id = *endpoint_id;
+        self.engine
+            .write(flow!(|tx| {
+                let removed = tx
+                    .execute(
+                        "UPDATE webhook_endpoints SET removed_at = $2 WHERE endpoint_id = $1 AND removed_at IS NULL",
+                        &params![&endpoint_id, now],
+                    )
+                    .await?;
+                tx.execute(
+                    "DELETE FROM deliveries WHERE endpoint_id = $1 AND state = 'pending'",
+                    &params![&endpoint_id],
+                )
+                .await?;
+                Ok(removed > 0)
+            }))
+            .await
+    }
+
+    async fn claim_deliveries(&self, now: UnixMillis, lease: UnixMillis, limit: usize) -> Result<Vec<Delivery>> {
+        // A read first: most polls find nothing due, and a read takes no
+        // writer's turn.
+        let due = "SELECT 1 FROM deliveries WHERE state = 'pending' AND next_attempt_at <= $1 AND leased_until <= $1
+                   LIMIT 1";
+        if self.read_opt(false, due.into(), params![now], |_| Ok(())).await?.is_none() {
+            return Ok(Vec::new());
+        }
+        self.engine
+            .write(flow!(|tx| {
+                let skip_locked = tx.dialect().skip_locked;
+                let sql = format!(
+                    "UPDATE deliveries SET leased_until = $2
+                     WHERE (event_id, endpoint_id) IN (
+                         SELECT event_id, endpoint_id FROM deliveries
+                         WHERE state = 'pending' AND next_attempt_at <= $1 AND leased_until <= $1
+                         ORDER BY next_attempt_at LIMIT $3 {skip_locked})
+                     RETURNING event_id, endpoint_id, attempts"
+                );
+                let leased = tx.query(&sql, &params![now, now + lease, limit]).await?;
+                let mut deliveries = Vec::with_capacity(leased.len());
+                for row in &leased {
+                    let event_id: EventId = row.parse(0)?;
+                    let endpoint_id: EndpointId = row.parse(1)?;
+                    let sql = "SELECT org_id, event_type, created_at, subject FROM events WHERE event_id = $1";
+                    let event = tx.query_one(sql, &params![&event_id]).await?;
+                    let sql = format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE endpoint_id = $1");
+                    let endpoint = endpoint_from_row(&tx.query_one(&sql, &params![&endpoint_id]).await?)?;
+                    deliveries.push(Delivery {
+                        event: Event {
+                            event_id,
+                            org_id: event.parse(0)?,
+                            event_type: event.parse(1)?,
+                            created_at: event.int(2)?,
+                            subject: subject_from_json(&event.text(3)?)?,
+                        },
+                        endpoint,
+                        attempts: row.int(2)? as u32,
+                    });
+                }
+                Ok(deliveries)
+            }))
+            .await
+    }
+
+    async fn finish_attempt(
+        &self,
+        event_id: &EventId,
+        endpoint_id: &EndpointId,
+        attempt: Attempt,
+        now: UnixMillis,
+    ) -> Result<()> {
+        let (state, next, status) = match attempt {
+            Attempt::Delivered { status } => ("delivered", now, status),
+            Attempt::RetryAt { at, status } => ("pending", at, status),
+            Attempt::GaveUp { status } => ("failed", now, status),
+        };
+        let finished = (state != "pending").then_some(now);
+        let sql = "UPDATE deliveries SET state = $3, attempts = attempts + 1, next_attempt_at = $4, leased_until = 0,
+                   last_status = $5, finished_at = $6
+                   WHERE event_id = $1 AND endpoint_id = $2 AND state = 'pending'";
+        self.write_one(sql, params![event_id, endpoint_id, state, next, status, finished]).await.map(drop)
+    }
+
+    async fn redeliver(&self, event_id: &EventId, now: UnixMillis) -> Result<u64> {
+        let sql = "UPDATE deliveries SET state = 'pending', next_attempt_at = $2, leased_until = 0, finished_at = NULL
+                   WHERE event_id = $1
+                     AND endpoint_id IN (SELECT endpoint_id FROM webhook_endpoints WHERE removed_at IS NULL)";
+        self.write_one(sql, params![event_id, now]).await
+    }
+
+    async fn failed_deliveries(&self, org_id: &OrgId) -> Result<Vec<FailedDelivery>> {
+        let sql = "SELECT d.event_id, d.endpoint_id, e.event_type, d.attempts, d.last_status
+                   FROM deliveries d JOIN events e ON e.event_id = d.event_id
+                   WHERE e.org_id = $1 AND d.state = 'failed' ORDER BY d.finished_at DESC"
+            .into();
+        self.read_all(sql, params![org_id], |r| {
+            Ok(FailedDelivery {
+                event_id: r.parse(0)?,
+                endpoint_id: r.parse(1)?,
+                event_type: r.parse(2)?,
+                attempts: r.int(3)? as u32,
+                last_status: r.opt_text(4)?,
+            })
+        })
+        .await
+    }
+
+    async fn prune_deliveries(&self, before: UnixMillis) -> Result<u64> {
+        self.engine
+            .write(flow!(|tx| {
+                let pruned = tx
+                    .execute("DELETE FROM deliveries WHERE state = 'delivered' AND finished_at < $1", &params![before])
+                    .await?;
+                tx.execute(
+                    "DELETE FROM events WHERE created_at < $1
+                     AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.event_id)",
+                    &params![before],
+                )
+                .await?;
+                Ok(pruned)
             }))
             .await
     }

@@ -6,9 +6,12 @@ use std::sync::Arc;
 use ferry_core::blob_key::BlobKey;
 use ferry_core::checksum::Crc32c;
 use ferry_core::file::{FileStatus, MetadataStatus};
+use ferry_core::ids::EndpointId;
 use ferry_core::ids::{FileUid, KeyId, OrgId, UploadId};
 use ferry_core::token::PartToken;
 use ferry_core::upload::{RecordedPart, TokenClaim, UploadState};
+use ferry_core::webhook::{EventType, SigningSecret};
+use ferry_meta::events::{Attempt, Departure, Subject, WebhookEndpoint};
 use ferry_meta::{
     AbortOutcome, FilePage, ListPosition, MetaError, MetadataStore, NewFile, Postgres, Registration, Sqlite, Store,
     UploadRecord, Workload,
@@ -93,6 +96,8 @@ backends!(
     a_quota_counts_files_and_uploads_in_progress,
     bytes_whose_guard_a_janitor_took_are_never_registered,
     a_complete_commits_only_the_parts_it_verified,
+    events_go_to_the_endpoints_that_want_them_with_their_changes,
+    a_leased_delivery_is_not_handed_out_again_until_its_lease_ends,
 );
 
 const NOW: i64 = 1_800_000_000;
@@ -325,7 +330,7 @@ async fn idle_uploads_expire_into_the_deletion_queue(store: Arc<dyn MetadataStor
     assert_eq!(store.get_upload(&org, &idle.upload_id).await.unwrap().unwrap().state, UploadState::Aborted);
     assert_eq!(
         store.workload(NOW + 200).await.unwrap(),
-        Workload { active_uploads: 1, deletions_due: 1, files_to_ingest: 0 },
+        Workload { active_uploads: 1, deletions_due: 1, ..Workload::default() },
         "the expired upload's storage waits for the janitor"
     );
     let due = store.claim_blob_deletions(NOW + 200, 60, 10).await.unwrap();
@@ -674,4 +679,97 @@ async fn a_complete_commits_only_the_parts_it_verified(store: Arc<dyn MetadataSt
     store.record_part(&up.upload_id, &part(1, "b1"), NOW).await.unwrap();
     let registered = store.complete_upload(&verified(&["a0", "b1"])).await.unwrap();
     assert_eq!(registered.file.file_uid, up.file_uid);
+}
+
+fn endpoint(org: OrgId, event_types: Vec<EventType>) -> WebhookEndpoint {
+    WebhookEndpoint {
+        endpoint_id: EndpointId::generate(),
+        org_id: org,
+        url: "https://hooks.example.com/".into(),
+        secret: SigningSecret::generate(),
+        event_types,
+        created_at: NOW,
+    }
+}
+
+async fn events_go_to_the_endpoints_that_want_them_with_their_changes(store: Arc<dyn MetadataStore>) {
+    let (org, other) = (org(store.as_ref(), "o").await, org(store.as_ref(), "other").await);
+    let all = endpoint(org, Vec::new());
+    let deletions = endpoint(org, vec![EventType::FileDeleted]);
+    for e in [&all, &deletions, &endpoint(other, Vec::new())] {
+        store.add_webhook(e).await.unwrap();
+    }
+    assert_eq!(store.list_webhooks(&org).await.unwrap(), [all.clone(), deletions.clone()]);
+    let first = new_file(org, "a.csv", "text/csv");
+    register(store.as_ref(), &first, NOW).await;
+    let second = new_file(org, "a.csv", "text/csv");
+    register(store.as_ref(), &second, NOW + 1).await;
+    // A change that fails writes no event: the name is free, nothing to delete.
+    assert_eq!(store.delete_file(&org, "b.csv", NOW + 2, NOW + 2).await.unwrap(), None);
+
+    let due = store.claim_deliveries(NOW * 1000 + 5000, 60_000, 100).await.unwrap();
+    let mut seen: Vec<(EndpointId, EventType, String)> = due
+        .iter()
+        .map(|d| {
+            let what = match &d.event.subject {
+                Subject::File(f) => f.file_uid.to_string(),
+                Subject::DepartedFile(f, Departure::Replaced) => format!("{} replaced", f.file_uid),
+                other => panic!("{other:?}"),
+            };
+            (d.endpoint.endpoint_id, d.event.event_type, what)
+        })
+        .collect();
+    seen.sort_by_key(|s| (s.0, s.2.clone()));
+    let mut expected = vec![
+        (all.endpoint_id, EventType::FileRegistered, first.file_uid.to_string()),
+        (all.endpoint_id, EventType::FileRegistered, second.file_uid.to_string()),
+        (all.endpoint_id, EventType::FileDeleted, format!("{} replaced", first.file_uid)),
+        (deletions.endpoint_id, EventType::FileDeleted, format!("{} replaced", first.file_uid)),
+    ];
+    expected.sort_by_key(|s| (s.0, s.2.clone()));
+    assert_eq!(seen, expected);
+    let workload = store.workload(NOW).await.unwrap();
+    assert_eq!((workload.deliveries_pending, workload.deliveries_failed), (4, 0));
+
+    // A removed endpoint gets nothing more.
+    assert!(store.remove_webhook(&all.endpoint_id, NOW + 3).await.unwrap());
+    assert!(!store.remove_webhook(&all.endpoint_id, NOW + 3).await.unwrap());
+    assert_eq!(store.workload(NOW).await.unwrap().deliveries_pending, 1);
+}
+
+async fn a_leased_delivery_is_not_handed_out_again_until_its_lease_ends(store: Arc<dyn MetadataStore>) {
+    let org = org(store.as_ref(), "o").await;
+    let hook = endpoint(org, vec![EventType::FileRegistered]);
+    store.add_webhook(&hook).await.unwrap();
+    register(store.as_ref(), &new_file(org, "a.csv", "text/csv"), NOW).await;
+    let at = NOW * 1000;
+    let first = store.claim_deliveries(at, 20_000, 10).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].attempts, 0);
+    let event_id = first[0].event.event_id;
+    assert!(store.claim_deliveries(at + 19_999, 20_000, 10).await.unwrap().is_empty(), "handed out twice");
+    // Its worker died: once the lease ends another takes it.
+    let again = store.claim_deliveries(at + 20_000, 20_000, 10).await.unwrap();
+    assert_eq!(again[0].event.event_id, event_id);
+    // A failed attempt is due again at the time it says, with its count.
+    let retry = Attempt::RetryAt { at: at + 30_000, status: "500".into() };
+    store.finish_attempt(&event_id, &hook.endpoint_id, retry, at + 20_100).await.unwrap();
+    assert!(store.claim_deliveries(at + 29_999, 20_000, 10).await.unwrap().is_empty());
+    let third = store.claim_deliveries(at + 30_000, 20_000, 10).await.unwrap();
+    assert_eq!(third[0].attempts, 1);
+    let gave_up = Attempt::GaveUp { status: "could not connect".into() };
+    store.finish_attempt(&event_id, &hook.endpoint_id, gave_up, at + 30_100).await.unwrap();
+    let failed = store.failed_deliveries(&org).await.unwrap();
+    assert_eq!((failed.len(), failed[0].attempts, failed[0].last_status.as_deref()), (1, 2, Some("could not connect")));
+    assert_eq!(store.workload(NOW).await.unwrap().deliveries_failed, 1);
+    // Sent again by the operator, then delivered: kept a week, then pruned.
+    assert_eq!(store.redeliver(&event_id, at + 40_000).await.unwrap(), 1);
+    let fourth = store.claim_deliveries(at + 40_000, 20_000, 10).await.unwrap();
+    assert_eq!(fourth[0].event.event_id, event_id);
+    let delivered = Attempt::Delivered { status: "204".into() };
+    store.finish_attempt(&event_id, &hook.endpoint_id, delivered, at + 40_100).await.unwrap();
+    assert!(store.claim_deliveries(at + 90_000, 20_000, 10).await.unwrap().is_empty());
+    assert_eq!(store.prune_deliveries(at + 40_000).await.unwrap(), 0);
+    assert_eq!(store.prune_deliveries(at + 40_101).await.unwrap(), 1);
+    assert_eq!(store.redeliver(&event_id, at + 50_000).await.unwrap(), 0, "the pruned event is gone");
 }

@@ -79,6 +79,18 @@ pub struct Settings {
     #[arg(long, env = "FERRY_METRICS_NEED_KEY", action = clap::ArgAction::Set,
           default_value_t = Settings::default().metrics_need_key)]
     pub metrics_need_key: bool,
+    /// Let webhooks go to loopback and private addresses (off: an org cannot
+    /// make ferry reach into the network it runs in).
+    #[arg(long, env = "FERRY_WEBHOOK_ALLOW_PRIVATE", num_args = 0..=1, default_missing_value = "true",
+          action = clap::ArgAction::Set, default_value_t = Settings::default().webhook_allow_private)]
+    pub webhook_allow_private: bool,
+    /// How long a webhook delivery is retried before it is given up on.
+    #[arg(long, env = "FERRY_WEBHOOK_RETRY_FOR", default_value_t = Settings::default().webhook_retry_for)]
+    pub webhook_retry_for: HumanDuration,
+    /// The wait before a failed delivery is tried again; it doubles with each
+    /// failure, up to an hour.
+    #[arg(long, env = "FERRY_WEBHOOK_FIRST_RETRY", default_value_t = Settings::default().webhook_first_retry)]
+    pub webhook_first_retry: HumanDuration,
     /// Bytes an org's files and uploads in progress may take; 0 for no limit.
     #[arg(long, env = "FERRY_ORG_QUOTA", default_value_t = Settings::default().org_quota)]
     pub org_quota: u64,
@@ -171,6 +183,9 @@ impl Default for Settings {
             janitor_interval: secs(60),
             shutdown_timeout: secs(30),
             metrics_need_key: false,
+            webhook_allow_private: false,
+            webhook_retry_for: secs(24 * 3600),
+            webhook_first_retry: secs(10),
             org_quota: 0,
             rate_limit: 0,
             body_timeout: secs(60),

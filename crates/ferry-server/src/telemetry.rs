@@ -45,6 +45,12 @@ pub struct Metrics {
     uploads_in_progress: Gauge,
     deletions_due: Gauge,
     files_to_ingest: Gauge,
+    webhooks_pending: Gauge,
+    webhooks_failed: Gauge,
+    pub webhooks_delivered: Counter,
+    pub webhook_attempts_failed: Counter,
+    /// From the event to its delivery's 2xx.
+    pub webhook_latency: Histogram,
     storage_free_bytes: Arc<FreeSpace>,
     pub expired_uploads: Counter,
     pub deleted_blobs: Counter,
@@ -80,6 +86,12 @@ impl Default for Metrics {
             uploads_in_progress: Gauge::default(),
             deletions_due: Gauge::default(),
             files_to_ingest: Gauge::default(),
+            webhooks_pending: Gauge::default(),
+            webhooks_failed: Gauge::default(),
+            webhooks_delivered: Counter::default(),
+            webhook_attempts_failed: Counter::default(),
+            // 10 ms to about 3 days: a delivery may wait out retries.
+            webhook_latency: Histogram::new(exponential_buckets(0.01, 2.0, 25)),
             storage_free_bytes,
             expired_uploads: Counter::default(),
             deleted_blobs: Counter::default(),
@@ -111,6 +123,12 @@ impl Default for Metrics {
                 &metrics.failed_deletions,
             ),
             ("janitor_ingested_files", "Files whose attributes the janitor's sweep extracted", &metrics.ingested_files),
+            ("webhooks_delivered", "Webhook deliveries a receiver took (2xx)", &metrics.webhooks_delivered),
+            (
+                "webhook_attempts_failed",
+                "Webhook delivery attempts that failed (an error status, a timeout, no connection, a refused address)",
+                &metrics.webhook_attempts_failed,
+            ),
         ];
         for (name, help, counter) in counters {
             registry.register(name, help, counter.clone());
@@ -123,10 +141,21 @@ impl Default for Metrics {
                 "Registered files whose attributes wait to be extracted",
                 &metrics.files_to_ingest,
             ),
+            ("webhooks_pending", "Webhook deliveries not yet made, due or waiting to retry", &metrics.webhooks_pending),
+            (
+                "webhooks_failed",
+                "Webhook deliveries given up on (`ferry admin webhook failed`)",
+                &metrics.webhooks_failed,
+            ),
         ];
         for (name, help, gauge) in gauges {
             registry.register(name, help, gauge.clone());
         }
+        registry.register(
+            "webhook_delivery_seconds",
+            "From an event to its delivery, retries included",
+            metrics.webhook_latency.clone(),
+        );
         Self { registry: root, ..metrics }
     }
 }
@@ -156,6 +185,8 @@ impl Metrics {
         self.uploads_in_progress.set(gauge(workload.active_uploads));
         self.deletions_due.set(gauge(workload.deletions_due));
         self.files_to_ingest.set(gauge(workload.files_to_ingest));
+        self.webhooks_pending.set(gauge(workload.deliveries_pending));
+        self.webhooks_failed.set(gauge(workload.deliveries_failed));
         self.storage_free_bytes.0.store(storage_free_bytes.unwrap_or(UNKNOWN), Ordering::Relaxed);
     }
 

@@ -127,6 +127,10 @@ pub enum AdminCommand {
     /// Manage API keys.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Manage an org's webhooks: endpoints that are sent its events, signed
+    /// in the Standard Webhooks form.
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
     /// Check that the metadata and the stored bytes agree; lists every
     /// difference and exits 1 if there is one.
     ///
@@ -174,6 +178,51 @@ pub enum KeyCommand {
     ///
     /// Example: ferry admin key revoke key_01jfz8k2m4c5v6b7n8p9q0r1s2
     Revoke { key_id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhookCommand {
+    /// Add an endpoint; prints its id, then its signing secret alone on the
+    /// last line (shown only now).
+    ///
+    /// Example: ferry admin webhook add --org research https://hooks.example.com/ferry --events file.registered
+    Add {
+        #[arg(long)]
+        org: String,
+        /// Where events are POSTed: http:// or https://.
+        url: String,
+        /// The events to send, comma-separated [default: all]: file.registered,
+        /// file.ingested, file.deleted, upload.aborted, upload.expired.
+        #[arg(long, value_delimiter = ',')]
+        events: Vec<String>,
+        /// Allow a loopback or private address, as the server must be
+        /// started to deliver there (--webhook-allow-private).
+        #[arg(long, env = "FERRY_WEBHOOK_ALLOW_PRIVATE", num_args = 0..=1, default_missing_value = "true",
+              action = clap::ArgAction::Set, default_value_t = false)]
+        allow_private: bool,
+    },
+    /// List an org's endpoints (never their secrets).
+    ///
+    /// Example: ferry admin webhook list --org research
+    List {
+        #[arg(long)]
+        org: String,
+    },
+    /// Remove an endpoint; deliveries to it not yet made are dropped.
+    ///
+    /// Example: ferry admin webhook remove whk_01jfz8k2m4c5v6b7n8p9q0r1s2
+    Remove { endpoint_id: String },
+    /// List the deliveries that were given up on.
+    ///
+    /// Example: ferry admin webhook failed --org research
+    Failed {
+        #[arg(long)]
+        org: String,
+    },
+    /// Send an event again (with its id) to the endpoints it went to.
+    ///
+    /// Example: ferry admin webhook redeliver evt_01jfz8k2m4c5v6b7n8p9q0r1s2
+    Redeliver { event_id: String },
 }
 
 /// Where the server is and the key to use.

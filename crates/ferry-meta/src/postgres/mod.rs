@@ -16,7 +16,11 @@ use tokio_postgres::{NoTls, Statement};
 use crate::engine::{Dialect, Engine, FlowFn, Row, Tx, Value};
 use crate::{MetaError, Result};
 
-const MIGRATIONS: &[&str] = &[include_str!("migrations.sql"), include_str!("../migrations/org-totals.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations.sql"),
+    include_str!("../migrations/org-totals.sql"),
+    include_str!("../migrations/webhooks.sql"),
+];
 /// Serializes migrations across nodes starting at once.
 const SCHEMA_LOCK: i64 = 0x6665_7272_7930_0001;
 const POOL_SIZE: usize = 16;

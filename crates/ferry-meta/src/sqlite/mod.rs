@@ -24,8 +24,12 @@ use rusqlite::{Connection, ErrorCode, ToSql};
 use crate::engine::{Dialect, Engine, FlowFn, Row, Tx, Value};
 use crate::{MetaError, Result};
 
-const MIGRATIONS: &[&str] =
-    &[include_str!("migrations.sql"), include_str!("migration-2.sql"), include_str!("../migrations/org-totals.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations.sql"),
+    include_str!("migration-2.sql"),
+    include_str!("../migrations/org-totals.sql"),
+    include_str!("../migrations/webhooks.sql"),
+];
 const READERS: usize = 4;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 

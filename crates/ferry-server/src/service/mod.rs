@@ -22,6 +22,7 @@ pub mod files;
 pub mod janitor;
 pub mod storage;
 pub mod uploads;
+pub mod webhooks;
 
 pub(crate) use error::claim_problems;
 pub use error::{BadRequest, Result, ServiceError};

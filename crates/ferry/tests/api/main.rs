@@ -36,3 +36,4 @@ mod restart;
 mod scaleout;
 mod services;
 mod soak;
+mod webhooks;
