@@ -49,7 +49,7 @@ pub struct Metrics {
     webhooks_failed: Gauge,
     pub webhooks_delivered: Counter,
     pub webhook_attempts_failed: Counter,
-    /// From the event to its delivery's 2xx.
+    /// From the event's second to its delivery's 2xx.
     pub webhook_latency: Histogram,
     storage_free_bytes: Arc<FreeSpace>,
     pub expired_uploads: Counter,
@@ -90,8 +90,9 @@ impl Default for Metrics {
             webhooks_failed: Gauge::default(),
             webhooks_delivered: Counter::default(),
             webhook_attempts_failed: Counter::default(),
-            // 10 ms to about 3 days: a delivery may wait out retries.
-            webhook_latency: Histogram::new(exponential_buckets(0.01, 2.0, 25)),
+            // 1 s to about 3 days: a delivery may wait out retries, and
+            // events are timed to the second (the store's clock).
+            webhook_latency: Histogram::new(exponential_buckets(1.0, 2.0, 19)),
             storage_free_bytes,
             expired_uploads: Counter::default(),
             deleted_blobs: Counter::default(),
@@ -153,7 +154,7 @@ impl Default for Metrics {
         }
         registry.register(
             "webhook_delivery_seconds",
-            "From an event to its delivery, retries included",
+            "From the second an event happened to its delivery, retries included",
             metrics.webhook_latency.clone(),
         );
         Self { registry: root, ..metrics }

@@ -218,6 +218,34 @@ async fn a_failing_or_absent_receiver_gets_the_event_later_with_the_same_id() {
     receiver.wait_for("the event once it is back", |r| event_is(r, "file.registered", "later.txt")).await;
 }
 
+/// Past --webhook-retry-for a delivery is given up on and listed; the
+/// operator sends it again, with its id, once the receiver is fixed.
+#[tokio::test]
+async fn a_delivery_given_up_on_is_listed_and_can_be_sent_again() {
+    let Some(python) = needs("FERRY_TEST_PYTHON") else { return };
+    let receiver = Receiver::start(&python);
+    let server = Server::start_with(webhook_options(&["--webhook-retry-for", "1s"]));
+    let (endpoint_id, secret) = add_webhook(&server, &receiver.url(), Some("file.registered"));
+    receiver.set("secret", &secret);
+    receiver.set("mode", "fail");
+    server.client().simple_upload("doomed.txt", b"x".to_vec(), Some("text/plain")).await.assert_ok();
+    let failed = || String::from_utf8(server.admin(&["webhook", "failed", "--org", "default"]).stdout).unwrap();
+    eventually("the delivery to be given up on", || std::future::ready(failed().contains(&endpoint_id))).await;
+    let listed = failed();
+    let event_id = listed.split_whitespace().find(|w| w.starts_with("evt_")).unwrap().to_owned();
+    assert!(listed.contains("file.registered") && listed.contains("500"), "{listed}");
+    let tries = receiver.requests().len();
+    assert!(tries >= 2, "{tries} attempts");
+
+    receiver.set("mode", "ok");
+    let again = server.admin(&["webhook", "redeliver", &event_id]);
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    let taken = receiver.wait_for("the delivery sent again", |r| r["mode"] == "ok").await;
+    assert_eq!(taken["webhook_id"], event_id.as_str());
+    assert!(event_is(&taken, "file.registered", "doomed.txt"));
+    eventually("the list to be empty", || std::future::ready(!failed().contains(&event_id))).await;
+}
+
 /// A receiver that never answers holds up no upload: completes go on at
 /// once while its deliveries wait for their timeout.
 #[tokio::test]
