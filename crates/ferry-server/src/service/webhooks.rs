@@ -85,11 +85,13 @@ impl Resolve for GuardedResolver {
 }
 
 /// The client deliveries use: no redirects (a receiver cannot send ferry
-/// elsewhere), a timeout per attempt, and the address guard.
+/// elsewhere), no proxy from the environment (the guard must see the
+/// address it connects to), a timeout per attempt, and the address guard.
 pub fn webhook_client(allow_private: bool) -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
         .timeout(ATTEMPT_TIMEOUT)
         .dns_resolver(Arc::new(GuardedResolver { allow_private }))
         .user_agent(concat!("ferry-webhooks/", env!("CARGO_PKG_VERSION")))
