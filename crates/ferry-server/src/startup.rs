@@ -281,7 +281,8 @@ impl Server {
         // the shutdown timeout), never cut off mid-pass.
         let (tasks, stop) = (self.service.extractor.tasks.clone(), CancellationToken::new());
         tasks.spawn(self.service.clone().run_janitor(janitor_interval, stop.clone()));
-        let webhooks = crate::service::webhooks::webhook_client(settings.webhook_allow_private);
+        let webhooks =
+            crate::service::webhooks::webhook_client(settings.webhook_allow_private).map_err(std::io::Error::other)?;
         tasks.spawn(self.service.clone().run_webhooks(webhooks, stop.clone()));
         let metrics = self.service.metrics.clone();
         let tls = self.tls.as_ref().map(|cert| cert.acceptor()).transpose().map_err(std::io::Error::other)?;

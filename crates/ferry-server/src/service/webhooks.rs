@@ -87,16 +87,24 @@ impl Resolve for GuardedResolver {
 /// The client deliveries use: no redirects (a receiver cannot send ferry
 /// elsewhere), no proxy from the environment (the guard must see the
 /// address it connects to), a timeout per attempt, and the address guard.
-pub fn webhook_client(allow_private: bool) -> reqwest::Client {
+/// It trusts the system's CA certificates or, on a system with none (the
+/// `FROM scratch` image), Mozilla's, as the webpki-root-certs crate bundles them.
+pub fn webhook_client(allow_private: bool) -> reqwest::Result<reqwest::Client> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .timeout(ATTEMPT_TIMEOUT)
-        .dns_resolver(Arc::new(GuardedResolver { allow_private }))
-        .user_agent(concat!("ferry-webhooks/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .expect("the webhook client's settings are valid")
+    let builder = || {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .timeout(ATTEMPT_TIMEOUT)
+            .dns_resolver(Arc::new(GuardedResolver { allow_private }))
+            .user_agent(concat!("ferry-webhooks/", env!("CARGO_PKG_VERSION")))
+    };
+    builder().build().or_else(|e| {
+        tracing::info!(error = %e, "no system CA certificates for webhook deliveries; using the bundled Mozilla roots");
+        let roots =
+            webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().filter_map(|c| reqwest::Certificate::from_der(c).ok());
+        builder().tls_certs_only(roots).build()
+    })
 }
 
 /// The body a receiver gets: `{"type", "timestamp", "data"}`, with a file's
