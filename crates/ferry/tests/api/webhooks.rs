@@ -224,7 +224,9 @@ async fn a_failing_or_absent_receiver_gets_the_event_later_with_the_same_id() {
 async fn a_delivery_given_up_on_is_listed_and_can_be_sent_again() {
     let Some(python) = needs("FERRY_TEST_PYTHON") else { return };
     let receiver = Receiver::start(&python);
-    let server = Server::start_with(webhook_options(&["--webhook-retry-for", "1s"]));
+    // Events are timed to the second, so 3 s leaves between 2 and 3 s of
+    // retries, room for at least two attempts.
+    let server = Server::start_with(webhook_options(&["--webhook-retry-for", "3s"]));
     let (endpoint_id, secret) = add_webhook(&server, &receiver.url(), Some("file.registered"));
     receiver.set("secret", &secret);
     receiver.set("mode", "fail");
