@@ -18,17 +18,24 @@ install_python_tools() {
     "prometheus-client==0.26.0" "standardwebhooks==1.3.0"
 }
 
-# The official Archetype Python client of today, in a venv of its own (its
-# pins are not schemathesis's), for the API suite's clients.rs. Sets
-# $archetypeai_python.
+# install_pinned_venv TOOLS NAME VERSION MODULE: NAME==VERSION from PyPI in
+# a venv of its own under TOOLS (its pins are nobody else's), unless
+# MODULE already imports there. Sets $pinned_python.
+install_pinned_venv() {
+  local venv="$1/$2-$3-venv"
+  pinned_python="$venv/bin/python"
+  "$pinned_python" -c "import $4" 2>/dev/null && return
+  echo "scripts: installing $2==$3 into $venv" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q "$2==$3"
+}
+
+# The official Archetype Python client of today, for the API suite's
+# clients.rs. Sets $archetypeai_python.
 archetypeai_version=26.10.14.0
 install_archetypeai_client() {
-  local venv="$1/archetypeai-$archetypeai_version-venv"
-  archetypeai_python="$venv/bin/python"
-  "$archetypeai_python" -c "import archetypeai" 2>/dev/null && return
-  echo "scripts: installing archetypeai==$archetypeai_version into $venv" >&2
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q "archetypeai==$archetypeai_version"
+  install_pinned_venv "$1" archetypeai "$archetypeai_version" archetypeai
+  archetypeai_python=$pinned_python
 }
 
 # selenium, which drives Debian's Chromium (through Debian's chromedriver,
@@ -36,12 +43,8 @@ install_archetypeai_client() {
 # Sets $selenium_python.
 selenium_version=4.51.0
 install_selenium() {
-  local venv="$1/selenium-$selenium_version-venv"
-  selenium_python="$venv/bin/python"
-  "$selenium_python" -c "import selenium" 2>/dev/null && return
-  echo "scripts: installing selenium==$selenium_version into $venv" >&2
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q "selenium==$selenium_version"
+  install_pinned_venv "$1" selenium "$selenium_version" selenium
+  selenium_python=$pinned_python
 }
 
 # cargo-fuzz and the nightly toolchain it builds with (pinned, so a new

@@ -143,6 +143,17 @@ def accept_leave_dialog():
         pass
 
 
+def start_slow_upload(path):
+    """Signs in and starts uploading `path` slowly enough that a test can act
+    between its parts; its name."""
+    driver.get(url)
+    sign_in(key)
+    signed_in()
+    throttle(8 * 1024 * 1024)
+    choose([path])
+    return os.path.basename(path)
+
+
 def upload_and_manage():
     """A wrong key, then three files up, one down, one deleted."""
     driver.get(url)
@@ -200,13 +211,7 @@ def pause_reload_resume():
     """One large file: paused and resumed, then the tab reloaded mid-way and
     the file chosen again."""
     path = files[0]
-    name = os.path.basename(path)
-    driver.get(url)
-    sign_in(key)
-    signed_in()
-    # Slow enough that the test can act between parts.
-    throttle(8 * 1024 * 1024)
-    choose([path])
+    name = start_slow_upload(path)
     wait_for("a few parts", lambda: state(name) == "uploading" and attribute(name, "data-parts-done") >= 2)
     find(f"#uploads li.upload[data-file-name='{name}'] button.pause").click()
     wait_for("the pause", lambda: state(name) == "paused")
@@ -318,13 +323,7 @@ def browse():
 def offline_then_online():
     """The network goes away mid-upload and comes back: the upload waits and
     goes on; it does not fail. Then another upload is cancelled."""
-    path = files[0]
-    name = os.path.basename(path)
-    driver.get(url)
-    sign_in(key)
-    signed_in()
-    throttle(8 * 1024 * 1024)
-    choose([path])
+    name = start_slow_upload(files[0])
     wait_for("a part", lambda: attribute(name, "data-parts-done") >= 1)
     driver.set_network_conditions(offline=True, latency=0, download_throughput=-1, upload_throughput=-1)
     wait_for("the retry notice", lambda: "trying again" in upload_row(name).text)

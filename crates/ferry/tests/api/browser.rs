@@ -16,26 +16,47 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     path
 }
 
-/// Runs one scenario of browser.py against `server`; its report.
-fn drive(python: &str, server: &Server, scenario: &str, downloads: &Path, files: &[PathBuf]) -> Value {
-    let driver = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/api/browser.py");
-    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser").join(format!("{:?}", server.layout()));
-    let output = Command::new(python)
-        .arg(driver)
-        .args([scenario, &server.url, &server.key])
-        .args([&shots, downloads])
-        .args(files)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "browser.py {scenario} failed ({}); screenshots in {}:\n{}\n{stdout}",
-        output.status,
-        shots.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+/// selenium's Python, a dir for the files a test chooses and one for the
+/// browser's downloads.
+struct Browser {
+    python: String,
+    work: tempfile::TempDir,
+    downloads: tempfile::TempDir,
+}
+
+impl Browser {
+    /// None, saying so, where scripts/test's selenium is not given.
+    fn needed() -> Option<Self> {
+        let python = needs("FERRY_TEST_SELENIUM_PYTHON")?;
+        Some(Self { python, work: tempfile::tempdir().unwrap(), downloads: tempfile::tempdir().unwrap() })
+    }
+
+    /// A file for the page to be given.
+    fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        write(self.work.path(), name, bytes)
+    }
+
+    /// Runs one scenario of browser.py against `server`; its report.
+    fn run(&self, server: &Server, scenario: &str, files: &[PathBuf]) -> Value {
+        let driver = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/api/browser.py");
+        let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser").join(format!("{:?}", server.layout()));
+        let output = Command::new(&self.python)
+            .arg(driver)
+            .args([scenario, &server.url, &server.key])
+            .args([&shots, self.downloads.path()])
+            .args(files)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "browser.py {scenario} failed ({}); screenshots in {}:\n{}\n{stdout}",
+            output.status,
+            shots.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+    }
 }
 
 /// What Chromium logged as errors, but for those a test brought about
@@ -55,16 +76,14 @@ fn unexpected_console_errors(report: &Value, expected: &[&str]) -> Vec<String> {
 /// server's record, one comes back down through the page, one is deleted after a confirmation.
 #[tokio::test]
 async fn the_page_signs_in_uploads_downloads_and_deletes() {
-    let Some(python) = needs("FERRY_TEST_SELENIUM_PYTHON") else { return };
+    let Some(browser) = Browser::needed() else { return };
     let server = Server::start();
-    let work = tempfile::tempdir().unwrap();
-    let downloads = tempfile::tempdir().unwrap();
     let files = [
-        write(work.path(), "points.csv", b"t,x,y\n1,2,3\n4,5,6\n"),
-        write(work.path(), "small.bin", &bytes(3_000_000, 171)),
-        write(work.path(), "big.bin", &bytes(64 * MIB, 172)),
+        browser.file("points.csv", b"t,x,y\n1,2,3\n4,5,6\n"),
+        browser.file("small.bin", &bytes(3_000_000, 171)),
+        browser.file("big.bin", &bytes(64 * MIB, 172)),
     ];
-    let report = drive(&python, &server, "upload_and_manage", downloads.path(), &files);
+    let report = browser.run(&server, "upload_and_manage", &files);
 
     let refusal = server.client_with_key(&format!("fry_wrong_{}", "x".repeat(40))).get("/v0.5/files/info").await;
     let message = refusal.json()["errors"][0]["message"].as_str().unwrap().to_owned();
@@ -108,13 +127,11 @@ async fn the_page_signs_in_uploads_downloads_and_deletes() {
 /// bytes are the file's.
 #[tokio::test]
 async fn a_reloaded_tab_resumes_with_only_the_missing_parts() {
-    let Some(python) = needs("FERRY_TEST_SELENIUM_PYTHON") else { return };
+    let Some(browser) = Browser::needed() else { return };
     let server = Server::start();
-    let work = tempfile::tempdir().unwrap();
-    let downloads = tempfile::tempdir().unwrap();
     let data = bytes(20 * PART, 173);
-    let path = write(work.path(), "large.bin", &data);
-    let report = drive(&python, &server, "pause_reload_resume", downloads.path(), &[path]);
+    let path = browser.file("large.bin", &data);
+    let report = browser.run(&server, "pause_reload_resume", &[path]);
 
     assert_eq!(report["state"], "done", "{report}");
     assert_eq!(report["parts_total"], 20);
@@ -140,7 +157,7 @@ async fn a_reloaded_tab_resumes_with_only_the_missing_parts() {
 /// at 200% zoom.
 #[tokio::test]
 async fn the_file_list_pages_filters_and_reads_on_any_screen() {
-    let Some(python) = needs("FERRY_TEST_SELENIUM_PYTHON") else { return };
+    let Some(browser) = Browser::needed() else { return };
     let server = Server::start();
     let client = server.client();
     let mut names = Vec::new();
@@ -153,8 +170,7 @@ async fn the_file_list_pages_filters_and_reads_on_any_screen() {
         client.simple_upload(&name, format!("a,b\n{i},{i}\n").into_bytes(), Some(kind)).await.assert_ok();
         names.push(name);
     }
-    let downloads = tempfile::tempdir().unwrap();
-    let report = drive(&python, &server, "browse", downloads.path(), &[]);
+    let report = browser.run(&server, "browse", &[]);
 
     assert_eq!(report["focus_reached_key_field"], true);
     assert_eq!(report["focus_visible"], true, "the focused field shows no outline");
@@ -179,14 +195,12 @@ async fn the_file_list_pages_filters_and_reads_on_any_screen() {
 /// bytes. Another upload, cancelled part-way, leaves nothing behind.
 #[tokio::test]
 async fn a_lost_network_holds_an_upload_and_a_cancel_ends_one() {
-    let Some(python) = needs("FERRY_TEST_SELENIUM_PYTHON") else { return };
+    let Some(browser) = Browser::needed() else { return };
     let server = Server::start();
-    let work = tempfile::tempdir().unwrap();
-    let downloads = tempfile::tempdir().unwrap();
     let data = bytes(6 * PART, 174);
-    let path = write(work.path(), "journey.bin", &data);
-    let other = write(work.path(), "second-thoughts.bin", &bytes(6 * PART, 175));
-    let report = drive(&python, &server, "offline_then_online", downloads.path(), &[path, other]);
+    let path = browser.file("journey.bin", &data);
+    let other = browser.file("second-thoughts.bin", &bytes(6 * PART, 175));
+    let report = browser.run(&server, "offline_then_online", &[path, other]);
 
     assert_eq!(report["state_while_offline"], "uploading", "{report}");
     assert_eq!(report["state"], "done", "{report}");
@@ -205,19 +219,17 @@ async fn a_lost_network_holds_an_upload_and_a_cancel_ends_one() {
 /// endpoint before it uses them.
 #[tokio::test]
 async fn a_folder_goes_up_and_short_lived_part_urls_are_refreshed() {
-    let Some(python) = needs("FERRY_TEST_SELENIUM_PYTHON") else { return };
+    let Some(browser) = Browser::needed() else { return };
     let mut options = Options::default();
     options.args.extend(["--url-ttl".into(), "2s".into()]);
     let server = Server::start_with(options);
-    let work = tempfile::tempdir().unwrap();
-    let folder = work.path().join("shoot");
+    let folder = browser.work.path().join("shoot");
     std::fs::create_dir(&folder).unwrap();
     let take = bytes(3 * PART + 17, 176);
     let notes = b"a,b\n1,2\n".to_vec();
     write(&folder, "take-1.bin", &take);
     write(&folder, "notes.csv", &notes);
-    let downloads = tempfile::tempdir().unwrap();
-    let report = drive(&python, &server, "upload_folder", downloads.path(), &[folder]);
+    let report = browser.run(&server, "upload_folder", &[folder]);
 
     assert_eq!(report["states"], serde_json::json!({"notes.csv": "done", "take-1.bin": "done"}));
     assert_eq!(sha256(&server.client().download("take-1.bin").await.body), sha256(&take));
