@@ -25,13 +25,17 @@ struct Fixture {
 }
 
 async fn fixture(len: usize) -> Fixture {
+    fixture_with_parts_of(len, 5 * MIB).await
+}
+
+async fn fixture_with_parts_of(len: usize, part_size: usize) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("blobs");
     let disk = LocalDisk::open(&root).unwrap();
     let upload = UploadId::generate();
     let file = FileUid::generate();
     disk.create_upload(&upload, &file, len as u64).await.unwrap();
-    let plan = PartPlan::new(len as u64, 5 * MIB as u64).unwrap();
+    let plan = PartPlan::new(len as u64, part_size as u64).unwrap();
     Fixture { _dir: dir, root, disk, upload, file, plan, bytes: data(len) }
 }
 
@@ -88,6 +92,18 @@ async fn parts_land_in_place_and_complete_turns_them_into_the_file() {
     assert_eq!(f.read(5..5 * MIB as u64 + 7).await, &f.bytes[5..5 * MIB + 7]);
     // Completing again (a retry after a crash before the commit) is fine.
     f.complete().await;
+}
+
+/// Parts are written past the page cache in aligned blocks where the
+/// filesystem allows; a part starting or ending off a block boundary
+/// must land byte for byte all the same.
+#[tokio::test]
+async fn parts_off_block_boundaries_land_byte_for_byte() {
+    let f = fixture_with_parts_of(16 * MIB + 4097, 5 * MIB + 1000).await;
+    let crcs = [f.put(3).await, f.put(1).await, f.put(0).await, f.put(2).await];
+    assert_eq!(crcs[2], Crc32c::of(&f.bytes[..5 * MIB + 1000]));
+    f.complete().await;
+    assert_eq!(f.read(0..f.bytes.len() as u64).await, f.bytes);
 }
 
 #[tokio::test]

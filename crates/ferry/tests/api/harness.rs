@@ -618,9 +618,12 @@ impl Drop for Server {
             let _ = node.child.wait();
         }
         let log = self.log();
-        // A failing test shows what went wrong inside the server too.
+        // A failing test shows what went on inside the server too: the
+        // requests that led up to it, not only the warnings (a failure
+        // seen once in a full run may not come back).
         if std::thread::panicking() {
-            for line in log.lines().filter(|l| l.contains("ERROR") || l.contains("WARN")) {
+            let lines: Vec<&str> = log.lines().collect();
+            for line in &lines[lines.len().saturating_sub(300)..] {
                 eprintln!("server: {line}");
             }
             return;
