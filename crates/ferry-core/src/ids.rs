@@ -21,18 +21,31 @@ pub struct InvalidId {
     pub text: String,
 }
 
-fn encode(uuid: Uuid) -> String {
+fn encode(uuid: Uuid) -> [u8; ENCODED_LEN] {
     let v = uuid.as_u128();
     // 26 characters hold 130 bits: the two leading bits are always zero, so
     // the first character carries only the top 3 bits of the UUID.
-    (0..ENCODED_LEN)
-        .map(|i| {
-            let shift = 125 - 5 * i as u32;
-            let index = if i == 0 { v >> 125 } else { (v >> shift) & 31 };
-            ALPHABET[index as usize] as char
-        })
-        .collect()
+    let mut text = [0u8; ENCODED_LEN];
+    for (i, c) in text.iter_mut().enumerate() {
+        let shift = 125 - 5 * i as u32;
+        let index = if i == 0 { v >> 125 } else { (v >> shift) & 31 };
+        *c = ALPHABET[index as usize];
+    }
+    text
 }
+
+/// Each byte's value in [`ALPHABET`], or `INVALID`: ids are parsed on
+/// every request, and a table lookup is cheaper than a search.
+const INVALID: u8 = 0xff;
+const DIGITS: [u8; 256] = {
+    let mut table = [INVALID; 256];
+    let mut i = 0;
+    while i < ALPHABET.len() {
+        table[ALPHABET[i] as usize] = i as u8;
+        i += 1;
+    }
+    table
+};
 
 fn decode(text: &str) -> Option<Uuid> {
     let bytes = text.as_bytes();
@@ -41,8 +54,11 @@ fn decode(text: &str) -> Option<Uuid> {
     }
     let mut v: u128 = 0;
     for &b in bytes {
-        let digit = ALPHABET.iter().position(|&a| a == b)? as u128;
-        v = (v << 5) | digit;
+        let digit = DIGITS[b as usize];
+        if digit == INVALID {
+            return None;
+        }
+        v = (v << 5) | digit as u128;
     }
     Some(Uuid::from_u128(v))
 }
@@ -72,7 +88,10 @@ macro_rules! typed_id {
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "{}_{}", $prefix, encode(self.0))
+                let text = encode(self.0);
+                f.write_str($prefix)?;
+                f.write_str("_")?;
+                f.write_str(std::str::from_utf8(&text).expect("the alphabet is ASCII"))
             }
         }
 
