@@ -74,3 +74,23 @@ start_static_nginx() {
   done
   static_url=http://127.0.0.1:$port
 }
+
+# start_put_nginx DIR: nginx storing each PUT body as a file under DIR/files
+# (the WebDAV module; 512 KiB body buffer; no sync, no checksum), the
+# CPU peer of bench/run's ingest; sets put_url and put_pid.
+start_put_nginx() {
+  local dir=$1 port
+  mkdir -p "$dir/files" "$dir/body"
+  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  nginx_conf "$dir" "server { listen 127.0.0.1:$port; root $dir/files; client_max_body_size 0;
+    client_body_buffer_size 512k; location / { dav_methods PUT; } }"
+  nginx -e "$dir/error.log" -p "$dir" -c "$dir/nginx.conf" &
+  put_pid=$!
+  local tries=0
+  until curl -s -o /dev/null "http://127.0.0.1:$port/"; do
+    tries=$((tries + 1))
+    [ $tries -gt 100 ] && { echo "nginx did not start:" >&2; cat "$dir/error.log" >&2; return 1; }
+    sleep 0.1
+  done
+  put_url=http://127.0.0.1:$port
+}

@@ -67,6 +67,7 @@ install_fuzz_tools() {
 install_bench_tools() {
   local missing=()
   command -v wrk >/dev/null || missing+=(wrk)
+  command -v pgrep >/dev/null || missing+=(procps)
   command -v fio >/dev/null || missing+=(fio)
   [ -x /usr/bin/time ] || missing+=(time)
   command -v nginx >/dev/null || missing+=(nginx)
