@@ -259,6 +259,7 @@ impl Server {
             storage,
             policy,
             settings,
+            completing: Default::default(),
         };
         Ok(Self { listener, tls, service: Arc::new(service), generated_key })
     }

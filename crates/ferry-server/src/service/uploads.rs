@@ -273,6 +273,7 @@ impl Service {
         integrity_checksum: Option<&str>,
     ) -> Result<CompleteUploadResponse> {
         let upload = self.usable_upload(org_id, upload_id).await?;
+        let _running = self.completing.start(upload.upload_id);
         let expected = match integrity_checksum {
             None => None,
             Some(_) if self.storage.integrity_algorithm() == IntegrityAlgorithm::None => {
@@ -512,6 +513,15 @@ impl Service {
         match self.meta.get_upload_for_part_put(&upload.upload_id).await {
             Ok(Some(now)) => match self.usable(&now, now_secs()) {
                 Err(e) => e,
+                // A complete on this node had the store assemble the file
+                // and commits it next: its answer is the 200.
+                Ok(()) if !self.storage.takes_parts() && self.completing.running(&upload.upload_id) => {
+                    match self.storage.bytes().file_size(&now.file_uid).await {
+                        Ok(Some(_)) => ServiceError::UploadCompleted(upload.upload_id),
+                        Ok(None) => ServiceError::UploadNotFound(upload.upload_id),
+                        Err(e) => e.into(),
+                    }
+                }
                 // Active, yet the store no longer has the upload in progress.
                 Ok(()) => match self.commit_assembled(&now).await {
                     Ok(Some(_)) => ServiceError::UploadCompleted(upload.upload_id),

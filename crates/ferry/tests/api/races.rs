@@ -220,3 +220,34 @@ async fn of_two_completes_one_held_before_its_commit_exactly_one_succeeds() {
     let (clean, report) = server.check();
     assert!(clean, "{report}");
 }
+
+/// A checkpoint that arrives while a complete is held between the store's
+/// assembly and its commit (the official Python client checkpoints in the
+/// background while it completes). With S3 the checkpoint finds the store's
+/// upload gone; it once committed the assembled file itself and answered
+/// 409, so the complete that did the work answered 409 too and the client
+/// failed. The complete answers 200 and the file is whole.
+#[tokio::test]
+async fn a_checkpoint_during_a_complete_leaves_the_complete_its_200() {
+    let Some(options) = Options::with_failpoints() else { return };
+    let server = Server::start_with(options);
+    let client = server.client_of(0);
+    let data = bytes(SIZE, 70);
+    let upload = client.start_upload("checkpointed.bin", SIZE).await;
+    let tokens = upload.put_all(&data).await;
+    server.failpoint(0, "complete.after_store", "1*return(pause)").await;
+    let held = {
+        let (client, id, tokens) = (client.clone(), upload.id().to_owned(), tokens.clone());
+        tokio::spawn(async move { client.complete(&id, tokens).await })
+    };
+    server.held(0, "complete.after_store").await;
+    let checkpoint = client.checkpoint(upload.id(), tokens).await;
+    server.release(0, "complete.after_store").await;
+    held.await.unwrap().assert_ok();
+    if checkpoint.status != 200 {
+        checkpoint.assert_error(409, "upload_completed");
+    }
+    assert!(client.download("checkpointed.bin").await.body == data);
+    let (clean, report) = server.check();
+    assert!(clean, "{report}");
+}
