@@ -56,6 +56,20 @@ start_nginx() {
   nginx_url=https://127.0.0.1:$port nginx_ca=$dir/ca.pem
 }
 
+# launch_plain_nginx DIR PORT: runs the nginx of DIR/nginx.conf and waits
+# until it answers plain HTTP on PORT; sets launched_pid.
+launch_plain_nginx() {
+  local dir=$1 port=$2
+  nginx -e "$dir/error.log" -p "$dir" -c "$dir/nginx.conf" &
+  launched_pid=$!
+  local tries=0
+  until curl -s -o /dev/null "http://127.0.0.1:$port/"; do
+    tries=$((tries + 1))
+    [ $tries -gt 100 ] && { echo "nginx did not start:" >&2; cat "$dir/error.log" >&2; return 1; }
+    sleep 0.1
+  done
+}
+
 # start_static_nginx ROOT DIR: nginx serving the files under ROOT over
 # plain HTTP with sendfile, the download peer of bench/run; sets
 # static_url and static_pid.
@@ -64,14 +78,8 @@ start_static_nginx() {
   mkdir -p "$dir"
   port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   nginx_conf "$dir" "sendfile on; tcp_nopush on; server { listen 127.0.0.1:$port; root $root; }"
-  nginx -e "$dir/error.log" -p "$dir" -c "$dir/nginx.conf" &
-  static_pid=$!
-  local tries=0
-  until curl -s -o /dev/null "http://127.0.0.1:$port/"; do
-    tries=$((tries + 1))
-    [ $tries -gt 100 ] && { echo "nginx did not start:" >&2; cat "$dir/error.log" >&2; return 1; }
-    sleep 0.1
-  done
+  launch_plain_nginx "$dir" "$port"
+  static_pid=$launched_pid
   static_url=http://127.0.0.1:$port
 }
 
@@ -84,13 +92,7 @@ start_put_nginx() {
   port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   nginx_conf "$dir" "server { listen 127.0.0.1:$port; root $dir/files; client_max_body_size 0;
     client_body_buffer_size 512k; location / { dav_methods PUT; } }"
-  nginx -e "$dir/error.log" -p "$dir" -c "$dir/nginx.conf" &
-  put_pid=$!
-  local tries=0
-  until curl -s -o /dev/null "http://127.0.0.1:$port/"; do
-    tries=$((tries + 1))
-    [ $tries -gt 100 ] && { echo "nginx did not start:" >&2; cat "$dir/error.log" >&2; return 1; }
-    sleep 0.1
-  done
+  launch_plain_nginx "$dir" "$port"
+  put_pid=$launched_pid
   put_url=http://127.0.0.1:$port
 }

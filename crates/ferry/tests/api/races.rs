@@ -187,6 +187,22 @@ async fn a_complete_racing_a_put_of_other_bytes_registers_what_it_checked() {
     assert!(clean, "{report}");
 }
 
+/// Starts a complete of `upload` with `tokens` through `client` (a client
+/// of node 0) and returns it once it is held at `complete.after_store`:
+/// the store has assembled the file, the commit is still to come.
+async fn complete_held_after_store(
+    server: &Server,
+    client: &Client,
+    upload: &Upload,
+    tokens: &Value,
+) -> tokio::task::JoinHandle<Reply> {
+    server.failpoint(0, "complete.after_store", "1*return(pause)").await;
+    let (client, id, tokens) = (client.clone(), upload.id().to_owned(), tokens.clone());
+    let held = tokio::spawn(async move { client.complete(&id, tokens).await });
+    server.held(0, "complete.after_store").await;
+    held
+}
+
 /// Two completes of one upload, the first held right after the store
 /// assembled the file (the rename, or CompleteMultipartUpload) and before
 /// its commit, the second sent meanwhile, to the other node where there
@@ -202,12 +218,7 @@ async fn of_two_completes_one_held_before_its_commit_exactly_one_succeeds() {
     let data = bytes(SIZE, 60);
     let upload = first.start_upload("twice.bin", SIZE).await;
     let tokens = upload.put_all(&data).await;
-    server.failpoint(0, "complete.after_store", "1*return(pause)").await;
-    let held = {
-        let (client, id, tokens) = (first.clone(), upload.id().to_owned(), tokens.clone());
-        tokio::spawn(async move { client.complete(&id, tokens).await })
-    };
-    server.held(0, "complete.after_store").await;
+    let held = complete_held_after_store(&server, &first, &upload, &tokens).await;
     let meanwhile = second.complete(upload.id(), tokens).await;
     server.release(0, "complete.after_store").await;
     let held = held.await.unwrap();
@@ -235,12 +246,7 @@ async fn a_checkpoint_during_a_complete_leaves_the_complete_its_200() {
     let data = bytes(SIZE, 70);
     let upload = client.start_upload("checkpointed.bin", SIZE).await;
     let tokens = upload.put_all(&data).await;
-    server.failpoint(0, "complete.after_store", "1*return(pause)").await;
-    let held = {
-        let (client, id, tokens) = (client.clone(), upload.id().to_owned(), tokens.clone());
-        tokio::spawn(async move { client.complete(&id, tokens).await })
-    };
-    server.held(0, "complete.after_store").await;
+    let held = complete_held_after_store(&server, &client, &upload, &tokens).await;
     let checkpoint = client.checkpoint(upload.id(), tokens).await;
     server.release(0, "complete.after_store").await;
     held.await.unwrap().assert_ok();
