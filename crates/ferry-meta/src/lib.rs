@@ -209,6 +209,10 @@ pub struct Registration {
     /// records (ferry takes the parts): the commit happens only if the
     /// records are still exactly these, else [`MetaError::PartsChanged`].
     pub verified_parts: Option<BTreeMap<u32, PartToken>>,
+    /// Whether a complete waits for this registration's outcome. One that
+    /// does, finding the upload committed by a request that answered no
+    /// complete, takes that registration as its own (once per upload).
+    pub answers_a_complete: bool,
     pub now: UnixSeconds,
     /// Blob keys of files this registration displaces are queued for
     /// deletion no earlier than this, so downloads already under way finish.
@@ -305,6 +309,11 @@ pub trait Uploads: Send + Sync {
     /// [`MetaError::UploadNotActive`]. With `verified_parts`, refuses
     /// ([`MetaError::PartsChanged`]) unless the part records are those.
     async fn complete_upload(&self, registration: &Registration) -> Result<Registered>;
+    /// The registration of a completed upload that was made without
+    /// `answers_a_complete`, for the first complete to ask: `None` for the
+    /// others, for uploads completed by a complete, and once the file has
+    /// been deleted.
+    async fn take_unanswered_complete(&self, org_id: &OrgId, upload_id: &UploadId) -> Result<Option<Registered>>;
     async fn abort_upload(&self, org_id: &OrgId, upload_id: &UploadId, now: UnixSeconds) -> Result<AbortOutcome>;
     /// Aborts active uploads idle since before `idle_before`, queueing
     /// their storage for deletion. Returns the ones it aborted.

@@ -660,10 +660,11 @@ impl<E: Engine> Uploads for Store<E> {
         self.engine
             .write(flow!(|tx| {
                 let sql = format!(
-                    "UPDATE uploads SET state = 'completed', last_activity_at = $3
+                    "UPDATE uploads SET state = 'completed', last_activity_at = $3, complete_unanswered = $4
                      WHERE upload_id = $1 AND org_id = $2 AND state = 'active' RETURNING {UPLOAD_COLUMNS}"
                 );
-                let Some(row) = tx.query_opt(&sql, &params![&r.upload_id, &r.org_id, r.now]).await? else {
+                let unanswered = !r.answers_a_complete;
+                let Some(row) = tx.query_opt(&sql, &params![&r.upload_id, &r.org_id, r.now, unanswered]).await? else {
                     // Lost a race, or never could have won: say why.
                     let state = upload_state(tx, Some(&r.org_id), &r.upload_id, false).await?;
                     return Err(MetaError::UploadNotActive(r.upload_id, state));
@@ -687,6 +688,29 @@ impl<E: Engine> Uploads for Store<E> {
                 let registered = register(tx, &file, r.status, r.now, r.delete_displaced_after).await?;
                 drop_upload_parts(tx, &r.upload_id).await?;
                 Ok(registered)
+            }))
+            .await
+    }
+
+    async fn take_unanswered_complete(&self, org_id: &OrgId, upload_id: &UploadId) -> Result<Option<Registered>> {
+        let (org_id, upload_id) = (*org_id, *upload_id);
+        self.engine
+            .write(flow!(|tx| {
+                let taken = tx
+                    .query_opt(
+                        "UPDATE uploads SET complete_unanswered = FALSE
+                         WHERE upload_id = $1 AND org_id = $2 AND state = 'completed' AND complete_unanswered = TRUE
+                         RETURNING file_uid",
+                        &params![&upload_id, &org_id],
+                    )
+                    .await?;
+                let Some(taken) = taken else { return Ok(None) };
+                let file_uid: FileUid = taken.parse(0)?;
+                let sql =
+                    format!("SELECT holds_name, {FILE_COLUMNS} FROM files WHERE file_uid = $1 AND deleted_at IS NULL");
+                let Some(row) = tx.query_opt(&sql, &params![&file_uid]).await? else { return Ok(None) };
+                let holds_name = row.bool(0)?;
+                Ok(Some(Registered { holds_name, file: file_from_row(&row.skip(1))?, displaced: None }))
             }))
             .await
     }

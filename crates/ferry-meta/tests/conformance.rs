@@ -79,6 +79,7 @@ backends!(
     parts_are_recorded_only_while_the_upload_is_active,
     checkpoints_are_all_or_nothing,
     of_racing_completes_exactly_one_wins,
+    a_registration_no_complete_was_answered_for_goes_to_one_complete,
     registering_a_taken_name_displaces_the_old_file_into_the_deletion_queue,
     a_corrupt_file_never_displaces_a_good_one,
     abort_is_idempotent_and_queues_the_uploads_storage,
@@ -145,6 +146,7 @@ fn registration(org: OrgId, upload: &UploadRecord, status: FileStatus) -> Regist
         status,
         checksum_crc32c: Some(Crc32c(42)),
         verified_parts: None,
+        answers_a_complete: true,
         now: NOW,
         delete_displaced_after: NOW + 3600,
     }
@@ -251,6 +253,47 @@ async fn of_racing_completes_exactly_one_wins(store: Arc<dyn MetadataStore>) {
         assert_eq!(wins, 1);
         assert_eq!(store.get_file(&org, "race.csv").await.unwrap().unwrap().file_uid, u.file_uid);
     }
+}
+
+/// A registration made for a request other than a complete (a checkpoint
+/// that found the store's upload assembled) is taken by exactly one of the
+/// completes racing for it; one made for a complete by none.
+async fn a_registration_no_complete_was_answered_for_goes_to_one_complete(store: Arc<dyn MetadataStore>) {
+    let org = org(store.as_ref(), "o").await;
+    let unanswered = upload(org, "rolled.csv", NOW);
+    insert(store.as_ref(), &unanswered).await;
+    let rolled = Registration { answers_a_complete: false, ..registration(org, &unanswered, FileStatus::Registered) };
+    let registered = store.complete_upload(&rolled).await.unwrap();
+    let racers: Vec<_> = (0..8)
+        .map(|_| {
+            let (store, id) = (store.clone(), unanswered.upload_id);
+            tokio::spawn(async move { store.take_unanswered_complete(&org, &id).await.unwrap() })
+        })
+        .collect();
+    let mut taken = Vec::new();
+    for racer in racers {
+        taken.extend(racer.await.unwrap());
+    }
+    assert_eq!(taken, vec![registered.clone()]);
+    let answered = upload(org, "answered.csv", NOW);
+    insert(store.as_ref(), &answered).await;
+    store.complete_upload(&registration(org, &answered, FileStatus::Registered)).await.unwrap();
+    assert_eq!(store.take_unanswered_complete(&org, &answered.upload_id).await.unwrap(), None);
+    // Another org's complete takes nothing.
+    let other = self::org(store.as_ref(), "p").await;
+    let again = upload(org, "rolled-again.csv", NOW);
+    insert(store.as_ref(), &again).await;
+    store
+        .complete_upload(&Registration {
+            answers_a_complete: false,
+            ..registration(org, &again, FileStatus::Registered)
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.take_unanswered_complete(&other, &again.upload_id).await.unwrap(), None);
+    // Once the file is deleted, there is nothing to answer 200 for.
+    store.delete_file(&org, "rolled-again.csv", NOW, NOW).await.unwrap();
+    assert_eq!(store.take_unanswered_complete(&org, &again.upload_id).await.unwrap(), None);
 }
 
 async fn registering_a_taken_name_displaces_the_old_file_into_the_deletion_queue(store: Arc<dyn MetadataStore>) {
@@ -474,6 +517,7 @@ async fn the_totals_follow_registrations_replacements_ingests_and_deletions(stor
         checksum_crc32c: None,
         status: FileStatus::Corrupt,
         verified_parts: None,
+        answers_a_complete: true,
         now: NOW,
         delete_displaced_after: NOW,
     };

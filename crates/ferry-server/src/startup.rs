@@ -259,7 +259,6 @@ impl Server {
             storage,
             policy,
             settings,
-            completing: Default::default(),
         };
         Ok(Self { listener, tls, service: Arc::new(service), generated_key })
     }

@@ -20,6 +20,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations.sql"),
     include_str!("../migrations/org-totals.sql"),
     include_str!("../migrations/webhooks.sql"),
+    include_str!("../migrations/unanswered-completes.sql"),
 ];
 /// Serializes migrations across nodes starting at once.
 const SCHEMA_LOCK: i64 = 0x6665_7272_7930_0001;

@@ -29,6 +29,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migration-2.sql"),
     include_str!("../migrations/org-totals.sql"),
     include_str!("../migrations/webhooks.sql"),
+    include_str!("../migrations/unanswered-completes.sql"),
 ];
 const READERS: usize = 4;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);

@@ -42,47 +42,6 @@ pub struct Service {
     pub(crate) metrics: Arc<Metrics>,
     /// Requests per second per API key, when the operator set a limit.
     pub(crate) rate_limiter: Option<RateLimiter>,
-    /// The completes running on this node, by upload.
-    pub(crate) completing: Completing,
-}
-
-/// The uploads a complete is running for on this node, and how many
-/// completes each. While one runs, the store may already have assembled the
-/// file with the commit still to come: another request that finds the
-/// store's upload gone must then leave the commit to that complete (which
-/// answers 200), not make it itself and answer 409 to everyone. Kept in
-/// memory: a complete on another node is not seen (a checkpoint there can
-/// still commit first; the complete then answers `upload_completed`).
-#[derive(Default)]
-pub struct Completing(std::sync::Mutex<std::collections::HashMap<ferry_core::ids::UploadId, usize>>);
-
-impl Completing {
-    /// Marks a complete of `upload_id` as running until the mark is dropped.
-    pub(crate) fn start(&self, upload_id: ferry_core::ids::UploadId) -> CompletingMark<'_> {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()).entry(upload_id).or_default() += 1;
-        CompletingMark { completing: self, upload_id }
-    }
-
-    pub(crate) fn running(&self, upload_id: &ferry_core::ids::UploadId) -> bool {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).contains_key(upload_id)
-    }
-}
-
-pub(crate) struct CompletingMark<'a> {
-    completing: &'a Completing,
-    upload_id: ferry_core::ids::UploadId,
-}
-
-impl Drop for CompletingMark<'_> {
-    fn drop(&mut self) {
-        let mut running = self.completing.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = running.get_mut(&self.upload_id) {
-            *count -= 1;
-            if *count == 0 {
-                running.remove(&self.upload_id);
-            }
-        }
-    }
 }
 
 /// A per-key limit on API requests (never on presigned part PUTs, which

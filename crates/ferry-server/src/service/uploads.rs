@@ -272,8 +272,28 @@ impl Service {
         entries: &[PartTokenEntry],
         integrity_checksum: Option<&str>,
     ) -> Result<CompleteUploadResponse> {
+        match self.complete_active(org_id, upload_id, entries, integrity_checksum).await {
+            // Committed by a request that answered no complete (see
+            // `commit_assembled`): this complete did the work or retries
+            // one that did, and is answered 200. Only the first to ask.
+            Err(ServiceError::UploadCompleted(_)) if !self.storage.takes_parts() => {
+                match self.meta.take_unanswered_complete(org_id, upload_id).await? {
+                    Some(registered) => Ok(completed(registered)),
+                    None => Err(ServiceError::UploadCompleted(*upload_id)),
+                }
+            }
+            outcome => outcome,
+        }
+    }
+
+    async fn complete_active(
+        &self,
+        org_id: &OrgId,
+        upload_id: &UploadId,
+        entries: &[PartTokenEntry],
+        integrity_checksum: Option<&str>,
+    ) -> Result<CompleteUploadResponse> {
         let upload = self.usable_upload(org_id, upload_id).await?;
-        let _running = self.completing.start(upload.upload_id);
         let expected = match integrity_checksum {
             None => None,
             Some(_) if self.storage.integrity_algorithm() == IntegrityAlgorithm::None => {
@@ -309,7 +329,7 @@ impl Service {
             // before this one had it assemble the file (and crashed, or is
             // committing on another node right now).
             Err(ServiceError::Blob(BlobError::UploadGone)) => {
-                return match self.commit_assembled(&upload).await? {
+                return match self.commit_assembled(&upload, true).await? {
                     Some(registered) => Ok(completed(registered)),
                     None => Err(self.gone(&upload).await),
                 };
@@ -369,6 +389,7 @@ impl Service {
             checksum_crc32c: actual,
             // Ferry's own part records must still be the ones checked.
             verified_parts: seal.is_some().then_some(tokens),
+            answers_a_complete: true,
             now,
             delete_displaced_after: now + self.settings.deletion_grace.as_secs() as i64,
         };
@@ -513,17 +534,8 @@ impl Service {
         match self.meta.get_upload_for_part_put(&upload.upload_id).await {
             Ok(Some(now)) => match self.usable(&now, now_secs()) {
                 Err(e) => e,
-                // A complete on this node had the store assemble the file
-                // and commits it next: its answer is the 200.
-                Ok(()) if !self.storage.takes_parts() && self.completing.running(&upload.upload_id) => {
-                    match self.storage.bytes().file_size(&now.file_uid).await {
-                        Ok(Some(_)) => ServiceError::UploadCompleted(upload.upload_id),
-                        Ok(None) => ServiceError::UploadNotFound(upload.upload_id),
-                        Err(e) => e.into(),
-                    }
-                }
                 // Active, yet the store no longer has the upload in progress.
-                Ok(()) => match self.commit_assembled(&now).await {
+                Ok(()) => match self.commit_assembled(&now, false).await {
                     Ok(Some(_)) => ServiceError::UploadCompleted(upload.upload_id),
                     Ok(None) => {
                         tracing::warn!(upload_id = %upload.upload_id, "an active upload's storage is missing");
@@ -543,11 +555,15 @@ impl Service {
     /// no whole-file checksum, so the registration it would have made is
     /// made now (after a crash, or by whichever racing complete commits
     /// first: that one answers 200, the others `upload_completed`).
+    /// Made for any other request (`answers_a_complete` false), it leaves
+    /// the 200 to the next complete: the one between the store's assembly
+    /// and its own commit right now (on any node), or a client's retry
+    /// after a crash.
     /// `None` when the store has no such file. On ferry's own disk an
     /// interrupted complete is undone instead ([`ferry_blob::PartClaim::open`]):
     /// there the client's checksum is checked at complete, and it is not
     /// known here.
-    async fn commit_assembled(&self, upload: &UploadRecord) -> Result<Option<Registered>> {
+    async fn commit_assembled(&self, upload: &UploadRecord, answers_a_complete: bool) -> Result<Option<Registered>> {
         if self.storage.takes_parts() || self.storage.bytes().file_size(&upload.file_uid).await?.is_none() {
             return Ok(None);
         }
@@ -558,6 +574,7 @@ impl Service {
             status: FileStatus::Registered,
             checksum_crc32c: None,
             verified_parts: None,
+            answers_a_complete,
             now,
             delete_displaced_after: now + self.settings.deletion_grace.as_secs() as i64,
         };

@@ -97,8 +97,9 @@ async fn a_crash_after_completes_check_leaves_the_upload_resumable() {
 /// After the file is placed, before the commit. On ferry's disk the rename
 /// is undone by the next PUT, so the upload goes on as before. With an
 /// S3-compatible store the store assembled the file from the parts ferry
-/// had checked: the next use of the upload commits it, a resume starts a
-/// new upload, and the retried complete finds it done.
+/// had checked: the next use of the upload commits it and a resume starts
+/// a new upload. No complete was answered, so the client's retry of it is
+/// answered 200; a complete after that, `upload_completed`.
 #[tokio::test]
 async fn a_crash_between_placing_the_file_and_the_commit_leaves_the_upload_whole() {
     let Some(mut run) = interrupted("after-store.bin", 50).await else { return };
@@ -110,6 +111,9 @@ async fn a_crash_between_placing_the_file_and_the_commit_leaves_the_upload_whole
         let resumed = client.resume("after-store.bin", data.len()).await.assert_ok();
         assert_ne!(resumed["upload_id"].as_str(), Some(upload.id()), "a finished upload was resumed");
         assert!(client.download("after-store.bin").await.body == data);
+        let retried = client.complete(upload.id(), parts(&tokens)).await.assert_ok();
+        let answered = (retried["file_name"].as_str(), retried["num_bytes"].as_u64());
+        assert_eq!(answered, (Some("after-store.bin"), Some(data.len() as u64)));
         client.complete(upload.id(), parts(&tokens)).await.assert_error(409, "upload_completed");
     } else {
         resumable_to_the_end(&server, &upload, &data).await;

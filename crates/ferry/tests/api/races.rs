@@ -234,26 +234,28 @@ async fn of_two_completes_one_held_before_its_commit_exactly_one_succeeds() {
 
 /// A checkpoint that arrives while a complete is held between the store's
 /// assembly and its commit (the official Python client checkpoints in the
-/// background while it completes). With S3 the checkpoint finds the store's
-/// upload gone; it once committed the assembled file itself and answered
-/// 409, so the complete that did the work answered 409 too and the client
-/// failed. The complete answers 200 and the file is whole.
+/// background while it completes), sent to the other node where there is
+/// one. With S3 the checkpoint finds the store's upload gone and commits
+/// the assembled file itself; it once answered 409 to the complete that did
+/// the work too, and the client failed. The complete answers 200, the file
+/// is whole, and a complete after it is `upload_completed`.
 #[tokio::test]
 async fn a_checkpoint_during_a_complete_leaves_the_complete_its_200() {
     let Some(options) = Options::with_failpoints() else { return };
     let server = Server::start_with(options);
-    let client = server.client_of(0);
+    let (client, other) = (server.client_of(0), server.client_of(server.node_count() - 1));
     let data = bytes(SIZE, 70);
     let upload = client.start_upload("checkpointed.bin", SIZE).await;
     let tokens = upload.put_all(&data).await;
     let held = complete_held_after_store(&server, &client, &upload, &tokens).await;
-    let checkpoint = client.checkpoint(upload.id(), tokens).await;
+    let checkpoint = other.checkpoint(upload.id(), tokens.clone()).await;
     server.release(0, "complete.after_store").await;
     held.await.unwrap().assert_ok();
     if checkpoint.status != 200 {
         checkpoint.assert_error(409, "upload_completed");
     }
     assert!(client.download("checkpointed.bin").await.body == data);
+    other.complete(upload.id(), tokens).await.assert_error(409, "upload_completed");
     let (clean, report) = server.check();
     assert!(clean, "{report}");
 }
